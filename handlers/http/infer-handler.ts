@@ -1,0 +1,71 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { performance } from 'node:perf_hooks';
+import { handleHttp, type HttpRequest } from '../../lib/http/handle';
+import type { InferenceApp } from '../../lib/service/app';
+import { countError, type Observability } from '../shared/observability';
+
+/** A scheduled keep-warm ping (EventBridge schedule or serverless-plugin-warmup). */
+export interface WarmupEvent {
+  source: string;
+  'detail-type'?: string;
+}
+
+export type InferEvent = APIGatewayProxyEventV2 | WarmupEvent;
+export type InferResult = APIGatewayProxyStructuredResultV2 | { warmed: unknown[] };
+
+function isWarmup(event: InferEvent): event is WarmupEvent {
+  const source = (event as WarmupEvent).source;
+  return source === 'aws.events' || source === 'serverless-plugin-warmup';
+}
+
+/** API Gateway HTTP API (payload v2) event -> transport-free request. */
+export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(event.headers ?? {})) headers[name.toLowerCase()] = value;
+  const stage = event.requestContext?.stage;
+  let path = event.rawPath ?? '/';
+  if (stage && stage !== '$default' && path.startsWith(`/${stage}/`)) path = path.slice(stage.length + 1);
+  return {
+    method: event.requestContext?.http?.method ?? 'GET',
+    path,
+    headers,
+    body: event.body,
+    isBase64Encoded: event.isBase64Encoded,
+  };
+}
+
+/**
+ * The inference function without Lambda plumbing: warm-up pings return once the configured
+ * models are loaded; HTTP events are served by `lib/http`, logged (never the payload) and
+ * counted.
+ */
+export function inferFn(app: InferenceApp, obs: Observability) {
+  return async (event: InferEvent, _context?: Context): Promise<InferResult> => {
+    if (isWarmup(event)) return { warmed: await app.service.warm(app.config.warmModels) };
+    const started = performance.now();
+    const request = toHttpRequest(event);
+    const outcome = await handleHttp(request, app.service, app.config);
+    const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
+    const status = outcome.response.statusCode;
+    const fields = { route: outcome.route, model: outcome.model, version: outcome.version, status, latencyMs };
+    if (outcome.errorCode) {
+      countError(obs.metrics, outcome.errorCode);
+      if (status >= 500) obs.logger.error('request failed', { ...fields, errorCode: outcome.errorCode, error: outcome.error as Error });
+      else obs.logger.info('request refused', { ...fields, errorCode: outcome.errorCode });
+    } else {
+      obs.logger.info('request served', fields);
+    }
+    return { statusCode: status, headers: outcome.response.headers, body: outcome.response.body };
+  };
+}
+
+/** The Lambda handler: middy with Powertools' context injection and metrics flushing. */
+export function buildInferHandler(app: InferenceApp, obs: Observability) {
+  return middy<InferEvent, InferResult>()
+    .use(injectLambdaContext(obs.logger))
+    .use(logMetrics(obs.metrics, { captureColdStartMetric: true }))
+    .handler(inferFn(app, obs));
+}

@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InferenceSession } from 'onnxruntime-node';
+import { buildInferHandler } from '../../handlers/http/infer-handler';
+import { createObservability } from '../../handlers/shared/observability';
+import { hashApiKey } from '../../lib/auth/api-key';
+import { loadConfig, type Config } from '../../lib/config';
+import type { TensorSpec } from '../../lib/registry/manifest';
+import { publishVersion } from '../../lib/registry/registry';
+import { createInferenceApp, type InferenceApp } from '../../lib/service/app';
+import { ObjectStore } from '../../lib/storage/object-store';
+import { TEST_API_KEY } from './events';
+import type { LocalS3 } from './local-s3';
+
+/** A config as the handler would read it, pointing at the local S3 and a fresh cache dir. */
+export function testConfig(s3: LocalS3, overrides: Record<string, string> = {}): Config {
+  return loadConfig({
+    MODELS_BUCKET: s3.bucket,
+    S3_ENDPOINT: s3.endpoint,
+    API_KEY_HASHES: hashApiKey(TEST_API_KEY),
+    MODEL_CACHE_DIR: mkdtempSync(join(tmpdir(), 'model-cache-')),
+    MANIFEST_TTL_MS: '60000',
+    ORT_INTRA_OP_THREADS: '1',
+    ...overrides,
+  });
+}
+
+export interface TestApp {
+  app: InferenceApp;
+  handler: ReturnType<typeof buildInferHandler>;
+  dispose: () => Promise<void>;
+}
+
+/** The inference app and its middy handler, wired exactly as handlers/infer.ts wires them. */
+export function createTestApp(s3: LocalS3, overrides: Record<string, string> = {}): TestApp {
+  const config = testConfig(s3, overrides);
+  const obs = createObservability('test');
+  const app = createInferenceApp(config, s3.client(), obs.telemetry);
+  return {
+    app,
+    handler: buildInferHandler(app, obs),
+    dispose: async () => {
+      await app.sessions.clear();
+      rmSync(config.cacheDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The interface of a model as ORT reports it, in manifest terms (what a conversion writes). */
+export async function describeModel(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+  const { byOrt } = await import('../../lib/protocol/dtypes');
+  const session = await InferenceSession.create(bytes);
+  const toSpec = (m: InferenceSession.ValueMetadata): TensorSpec => {
+    if (!m.isTensor) throw new Error(`${m.name} is not a tensor`);
+    return {
+      name: m.name,
+      datatype: byOrt(m.type)!.oip,
+      shape: m.shape.map((d) => (typeof d === 'number' ? d : -1)),
+    };
+  };
+  const described = { inputs: session.inputMetadata.map(toSpec), outputs: session.outputMetadata.map(toSpec) };
+  await session.release();
+  return described;
+}
+
+/** Publishes a model into the local S3 the way a conversion does: artifact, manifest, then label. */
+export async function publishModel(
+  s3: LocalS3,
+  model: string,
+  version: number,
+  bytes: Uint8Array,
+  options: { label?: string; passed?: boolean; specs?: { inputs: TensorSpec[]; outputs: TensorSpec[] } } = {},
+): Promise<void> {
+  const store = new ObjectStore(s3.client(), s3.bucket);
+  const specs = options.specs ?? (await describeModel(bytes));
+  await publishVersion(
+    store,
+    { model, version, ...specs, evaluation: { passed: options.passed ?? true } },
+    bytes,
+    options.label,
+  );
+}
