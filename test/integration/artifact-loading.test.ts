@@ -20,7 +20,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const a of apps) await a.dispose();
-  await s3.stop();
+  await s3?.stop();
 });
 
 function app(overrides: Record<string, string> = {}): TestApp {
@@ -84,7 +84,7 @@ describe('artifact fetch and session cache', () => {
     const raw = s3.client();
     const key = keys.artifact('corrupt', 1);
     const bad = Buffer.from(good);
-    bad[bad.length - 5] ^= 0xff;
+    bad.writeUInt8(bad.readUInt8(bad.length - 5) ^ 0xff, bad.length - 5);
     await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bad }));
 
     const t = app();
@@ -124,7 +124,7 @@ describe('artifact fetch and session cache', () => {
 
     // Damage the cached file; the next cold load must notice, refetch and rewrite it.
     const damaged = Buffer.from(bytes);
-    damaged[100] ^= 0x01;
+    damaged.writeUInt8(damaged.readUInt8(100) ^ 0x01, 100);
     writeFileSync(file, damaged);
     const third = app({ MODEL_CACHE_DIR: first.app.config.cacheDir });
     const thirdGets = countGets(clientOf(third), /model\.onnx$/);
@@ -148,7 +148,9 @@ describe('artifact fetch and session cache', () => {
   test('the session cache is bounded by count; evicted sessions are released', async () => {
     for (const name of ['lru-a', 'lru-b', 'lru-c']) await publishModel(s3, name, 1, mlpModel(), { label: 'stable' });
     const t = app({ SESSION_CACHE_COUNT: '2' });
-    const release = jest.spyOn(InferenceSession.prototype, 'release');
+    // The runtime class behind onnxruntime's InferenceSession interface: its release() frees native memory.
+    const sessionClass = InferenceSession as unknown as { prototype: { release(): Promise<void> } };
+    const release = jest.spyOn(sessionClass.prototype, 'release');
     try {
       expect((await infer(t, 'lru-a')).status).toBe(200);
       expect((await infer(t, 'lru-b')).status).toBe(200);

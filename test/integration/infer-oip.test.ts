@@ -26,8 +26,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await t.dispose();
-  await s3.stop();
+  await t?.dispose();
+  await s3?.stop();
 });
 
 async function call(method: string, path: string, options: Parameters<typeof httpEvent>[2] = {}) {

@@ -1,0 +1,188 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { hashApiKey } from '../../lib/auth/api-key';
+import { publishModel } from '../helpers/app';
+import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
+import { mlpModel } from '../helpers/models';
+
+// `sls invoke local` end to end: serverless.yml, serverless-esbuild's bundle and the events in
+// events/ against a real local S3. Each invoke bundles the function again (a few seconds).
+
+const ROOT = resolve(__dirname, '..', '..');
+const SLS = join(ROOT, 'node_modules', 'serverless', 'bin', 'serverless.js');
+const LOCAL_DEV_KEY = 'local-dev-key';
+const TIMEOUT_MS = 180_000;
+
+interface InvokeResult {
+  /** What the handler returned, as printed. */
+  raw: Record<string, unknown>;
+  statusCode: number;
+  headers: Record<string, string>;
+  /** The response body, parsed (sls invoke local sometimes parses JSON bodies itself). */
+  json: Record<string, unknown>;
+}
+
+let s3: LocalS3;
+let temp: string;
+
+beforeAll(async () => {
+  s3 = await startLocalS3();
+  await publishModel(s3, 'mlp', 1, mlpModel(), { label: 'stable' });
+  temp = mkdtempSync(join(tmpdir(), 'invoke-local-'));
+}, TIMEOUT_MS);
+
+afterAll(async () => {
+  await s3?.stop();
+  if (temp) rmSync(temp, { recursive: true, force: true });
+});
+
+/** The last pretty-printed JSON object in the output: what `sls invoke local` prints as the result. */
+function lastJsonObject(stdout: string): Record<string, unknown> {
+  const lines = stdout.split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i] !== '{') continue;
+    try {
+      return JSON.parse(lines.slice(i).join('\n').trim()) as Record<string, unknown>;
+    } catch {
+      // a '{' line that does not start the result; keep looking further up
+    }
+  }
+  throw new Error('no JSON object in the output');
+}
+
+/** Runs `sls invoke local -f infer -p <event>` in a child process and returns its parsed result. */
+function invokeLocal(eventPath: string): Promise<InvokeResult> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    MODELS_BUCKET: s3.bucket,
+    S3_ENDPOINT: s3.endpoint,
+    API_KEY_HASHES: hashApiKey(LOCAL_DEV_KEY),
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+    MODEL_CACHE_DIR: mkdtempSync(join(temp, 'model-cache-')),
+    ORT_INTRA_OP_THREADS: '1',
+    NODE_OPTIONS: '--openssl-legacy-provider',
+    SLS_TELEMETRY_DISABLED: '1',
+    SLS_NOTIFICATIONS_MODE: 'off',
+    POWERTOOLS_LOG_LEVEL: 'WARN',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+  // No AWS profile may be picked up: everything goes to the local S3.
+  delete env.AWS_PROFILE;
+  delete env.AWS_SESSION_TOKEN;
+  return new Promise((done, fail) => {
+    execFile(
+      process.execPath,
+      [SLS, 'invoke', 'local', '-f', 'infer', '-p', eventPath],
+      { cwd: ROOT, env, timeout: TIMEOUT_MS - 10_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) {
+          fail(new Error(`sls invoke local failed (${error.message})\n--- stdout\n${stdout}\n--- stderr\n${stderr}`));
+          return;
+        }
+        try {
+          const result = lastJsonObject(stdout);
+          const body = result.body;
+          done({
+            raw: result,
+            statusCode: result.statusCode as number,
+            headers: (result.headers ?? {}) as Record<string, string>,
+            json: (typeof body === 'string' ? JSON.parse(body) : body ?? {}) as Record<string, unknown>,
+          });
+        } catch (e) {
+          fail(new Error(`unexpected sls invoke local output (${(e as Error).message})\n--- stdout\n${stdout}\n--- stderr\n${stderr}`));
+        }
+      },
+    );
+  });
+}
+
+const event = (name: string) => join(ROOT, 'events', `${name}.json`);
+
+describe('sls invoke local with the events in events/', () => {
+  test(
+    'infer-v2: the MLP published in the local S3 answers with three probabilities',
+    async () => {
+      const res = await invokeLocal(event('infer-v2'));
+      expect(res.statusCode).toBe(200);
+      expect(res.json.model_name).toBe('mlp');
+      expect(res.json.model_version).toBe('1');
+      const outputs = res.json.outputs as { name: string; datatype: string; shape: number[]; data: number[] }[];
+      const probs = outputs.find((o) => o.name === 'probs');
+      expect(probs?.datatype).toBe('FP32');
+      expect(probs?.shape).toEqual([1, 3]);
+      expect(probs?.data).toHaveLength(3);
+      for (const p of probs!.data) expect(p).toBeGreaterThanOrEqual(0);
+      expect(probs!.data.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    },
+    TIMEOUT_MS,
+  );
+
+  test(
+    'health-live: 200 without a key',
+    async () => {
+      const res = await invokeLocal(event('health-live'));
+      expect(res.statusCode).toBe(200);
+      expect(res.json).toEqual({ live: true });
+    },
+    TIMEOUT_MS,
+  );
+
+  test(
+    'infer-v2 without the x-api-key header: 401',
+    async () => {
+      const withKey = JSON.parse(readFileSync(event('infer-v2'), 'utf8')) as { headers: Record<string, string> };
+      delete withKey.headers['x-api-key'];
+      const path = join(temp, 'infer-v2-no-key.json');
+      writeFileSync(path, JSON.stringify(withKey));
+      const res = await invokeLocal(path);
+      expect(res.statusCode).toBe(401);
+      expect(typeof res.json.error).toBe('string');
+    },
+    TIMEOUT_MS,
+  );
+
+  test(
+    'every other event in events/ gets its answer',
+    async () => {
+      const expectations: Record<string, (res: InvokeResult) => void> = {
+        'health-ready': (res) => expect(res.statusCode).toBe(200),
+        'server-metadata': (res) => {
+          expect(res.statusCode).toBe(200);
+          expect(typeof res.json.name).toBe('string');
+        },
+        'model-metadata': (res) => {
+          expect(res.statusCode).toBe(200);
+          expect(res.json.name).toBe('mlp');
+          expect(res.json.platform).toBe('onnx');
+        },
+        'model-ready': (res) => expect(res.statusCode).toBe(200),
+        'tf-predict': (res) => {
+          expect(res.statusCode).toBe(200);
+          const predictions = res.json.predictions as number[][];
+          expect(predictions).toHaveLength(1);
+          expect(predictions[0]).toHaveLength(3);
+        },
+        'tf-status': (res) => {
+          expect(res.statusCode).toBe(200);
+          expect(res.json.model_version_status).toBeDefined();
+        },
+        warmup: (res) => expect(res.raw).toEqual({ warmed: [] }),
+      };
+      // One after another: every invoke bundles into the same .esbuild/ folder.
+      for (const [name, check] of Object.entries(expectations)) {
+        const res = await invokeLocal(event(name));
+        try {
+          check(res);
+        } catch (e) {
+          throw new Error(`events/${name}.json: ${(e as Error).message}\n${JSON.stringify(res.raw)}`);
+        }
+      }
+    },
+    TIMEOUT_MS * 2,
+  );
+});
