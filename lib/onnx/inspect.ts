@@ -134,7 +134,8 @@ function readTensor(r: WireReader, outline: ModelOutline): string {
     const f = r.tag();
     if (f.number === TENSOR.name && f.wireType === WIRE_LEN) name = r.string();
     else if (f.number === TENSOR.dataLocation && f.wireType === WIRE_VARINT) {
-      external ||= r.varint() === DATA_LOCATION_EXTERNAL;
+      const location = r.varint(); // read it unconditionally: the reader must move past it
+      if (location === DATA_LOCATION_EXTERNAL) external = true;
     } else if (f.number === TENSOR.externalData && f.wireType === WIRE_LEN) {
       external = true;
       r.skip(f.wireType);

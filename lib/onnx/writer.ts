@@ -8,6 +8,8 @@ export interface TensorDef {
   dims: number[];
   raw?: Uint8Array;
   strings?: string[];
+  /** External-data entries (`location`, `offset`, ...); marks the tensor's data as stored outside the model. */
+  externalData?: Record<string, string>;
 }
 
 /** A graph input or output. A string dimension is symbolic (dynamic). */
@@ -65,6 +67,10 @@ function writeTensor(w: WireWriter, t: TensorDef): void {
   if (t.strings) for (const s of t.strings) w.string(6, s);
   w.string(8, t.name);
   if (t.raw) w.bytes(9, t.raw);
+  if (t.externalData) {
+    for (const [key, value] of Object.entries(t.externalData)) w.message(13, (e) => e.string(1, key).string(2, value));
+    w.varint(14, 1);
+  }
 }
 
 function writeValue(w: WireWriter, v: ValueDef): void {
