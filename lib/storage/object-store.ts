@@ -80,8 +80,9 @@ export class ObjectStore {
   private async getRanged(key: string, size: number, partBytes: number, concurrency: number): Promise<Buffer> {
     const target = Buffer.allocUnsafe(size);
     let next = 0;
+    let failed = false;
     const worker = async (): Promise<void> => {
-      while (next < size) {
+      while (next < size && !failed) {
         const start = next;
         const end = Math.min(size, start + partBytes) - 1;
         next = end + 1;
@@ -98,7 +99,13 @@ export class ObjectStore {
         await readBody(out.Body as AsyncIterable<Uint8Array> | undefined, part.length, key, part);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, Math.ceil(size / partBytes)) }, worker));
+    const workers = Array.from({ length: Math.min(concurrency, Math.ceil(size / partBytes)) }, () =>
+      worker().catch((err: unknown) => {
+        failed = true; // the other workers stop taking new ranges
+        throw err;
+      }),
+    );
+    await Promise.all(workers);
     return target;
   }
 
