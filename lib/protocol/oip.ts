@@ -1,9 +1,9 @@
 import type { Tensor } from 'onnxruntime-node';
 import { InvalidRequestError } from '../errors';
-import { printable, type TensorSpec } from '../registry/manifest';
+import type { TensorSpec } from '../registry/manifest';
 import { byOip, byOrt, OIP_NAMES } from './dtypes';
 import { checkAllInputsGiven, checkShapeFits, emptyFeeds, findInput, infoOf, selectOutputs } from './feeds';
-import { checkShapeValues, flatDataJson, flattenToShape, toOrtTensor } from './tensor-codec';
+import { checkShapeValues, describeValue, flatDataJson, flattenToShape, toOrtTensor } from './tensor-codec';
 
 /** An Open Inference Protocol v2 inference request, checked against the model. */
 export interface OipRequest {
@@ -41,7 +41,7 @@ export function decodeOipRequest(body: unknown, inputs: readonly TensorSpec[], o
     }
     if (typeof item.datatype !== 'string' || !byOip(item.datatype)) {
       throw new InvalidRequestError(
-        `input "${spec.name}": datatype ${item.datatype === undefined ? 'is missing' : `"${printable(String(item.datatype))}" is not one of ${OIP_NAMES}`}`,
+        `input "${spec.name}": datatype ${item.datatype === undefined ? 'is missing' : `${describeValue(item.datatype)} is not one of ${OIP_NAMES}`}`,
       );
     }
     if (item.datatype !== spec.datatype) {

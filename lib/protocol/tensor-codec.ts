@@ -17,15 +17,11 @@ const MAX_ELEMENTS = 1 << 28;
 
 const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
 
-function describeValue(value: unknown): string {
+/** A value from a parsed request body, quoted as JSON and shortened for an error message. */
+export function describeValue(value: unknown): string {
   if (value === undefined) return 'missing';
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
-  // JSON text is already escaped; only shorten it.
+  // Parsed JSON always stringifies; JSON text is already escaped, so only shorten it.
+  const text = JSON.stringify(value) ?? 'undefined';
   return text.length > 40 ? `${text.slice(0, 40)}...` : text;
 }
 

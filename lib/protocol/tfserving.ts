@@ -2,7 +2,7 @@ import type { Tensor } from 'onnxruntime-node';
 import { InvalidRequestError } from '../errors';
 import type { TensorSpec } from '../registry/manifest';
 import { checkAllInputsGiven, checkShapeFits, emptyFeeds, findInput, infoOf, selectOutputs } from './feeds';
-import { elementCount, nestedDataJson, toOrtTensor } from './tensor-codec';
+import { describeValue, elementCount, nestedDataJson, toOrtTensor } from './tensor-codec';
 
 /** A TensorFlow Serving `:predict` request, checked against the model. */
 export interface PredictRequest {
@@ -84,7 +84,7 @@ export function decodePredictRequest(body: unknown, inputs: readonly TensorSpec[
     throw new InvalidRequestError('request must have exactly one of "instances" (row format) or "inputs" (columnar format)');
   }
   if (body.signature_name !== undefined && body.signature_name !== 'serving_default') {
-    throw new InvalidRequestError(`unknown signature_name "${String(body.signature_name)}"; ONNX models have only "serving_default"`);
+    throw new InvalidRequestError(`unknown signature_name ${describeValue(body.signature_name)}; ONNX models have only "serving_default"`);
   }
   let requested: unknown[] | undefined;
   if (body.output_filter !== undefined) {

@@ -138,7 +138,7 @@ export function parseManifest(value: unknown, key: string): Manifest {
       artifact: { key: artifact.key, sha256: artifact.sha256, bytes: artifact.bytes as number },
       inputs: checkTensorSpecs(value.inputs, 'inputs'),
       outputs: checkTensorSpecs(value.outputs, 'outputs'),
-    } as Manifest;
+    };
   } catch (err) {
     throw new ServiceUnavailableError(`manifest ${key} is malformed: ${(err as Error).message}`, { cause: err });
   }
@@ -148,5 +148,5 @@ export function parseAlias(value: unknown, key: string): Alias {
   if (!isObject(value) || !Number.isSafeInteger(value.version) || (value.version as number) < 1) {
     throw new ServiceUnavailableError(`alias ${key} is malformed: version is not a positive integer`);
   }
-  return { label: String(value.label ?? ''), version: value.version as number };
+  return { label: typeof value.label === 'string' ? value.label : '', version: value.version as number };
 }
