@@ -1,4 +1,4 @@
-import { WIRE_LEN, WIRE_VARINT, WireFormatError, WireReader } from './wire';
+import { WIRE_LEN, WIRE_VARINT, WireFormatError, WireReader, type ByteSource } from './wire';
 
 /** A graph input or output as the ONNX file declares it. */
 export interface DeclaredValue {
@@ -45,7 +45,7 @@ const MAX_GRAPH_DEPTH = 64;
  * subgraph). Tensor payloads are skipped, not copied, so this is cheap on large models.
  * Throws {@link WireFormatError} for bytes that are not an ONNX model.
  */
-export function outlineModel(bytes: Uint8Array): ModelOutline {
+export function outlineModel(bytes: Uint8Array | ByteSource): ModelOutline {
   const outline: ModelOutline = { irVersion: 0, opsets: [], inputs: [], outputs: [], initializers: [], externalTensors: [] };
   const r = new WireReader(bytes);
   let sawGraph = false;

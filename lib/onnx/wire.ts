@@ -18,15 +18,35 @@ export interface Field {
   wireType: number;
 }
 
+/**
+ * Where a reader's bytes come from: memory, or a file read through a small window, so that a
+ * large model can be outlined without holding it (the reader skips tensor payloads).
+ */
+export interface ByteSource {
+  readonly length: number;
+  byteAt(pos: number): number;
+  /** Bytes [start, end), copied or shared. */
+  slice(start: number, end: number): Uint8Array;
+}
+
+/** A {@link ByteSource} over bytes in memory. */
+export function memorySource(bytes: Uint8Array): ByteSource {
+  return {
+    length: bytes.byteLength,
+    byteAt: (pos) => bytes[pos] as number,
+    slice: (start, end) => bytes.subarray(start, end),
+  };
+}
+
 export class WireReader {
   pos: number;
+  readonly src: ByteSource;
+  readonly end: number;
 
-  constructor(
-    readonly buf: Uint8Array,
-    start = 0,
-    readonly end = buf.byteLength,
-  ) {
+  constructor(source: ByteSource | Uint8Array, start = 0, end?: number) {
+    this.src = source instanceof Uint8Array ? memorySource(source) : source;
     this.pos = start;
+    this.end = end ?? this.src.length;
   }
 
   get done(): boolean {
@@ -39,7 +59,7 @@ export class WireReader {
     let scale = 1;
     for (let i = 0; i < 10; i++) {
       if (this.pos >= this.end) throw new WireFormatError('truncated varint');
-      const byte = this.buf[this.pos++] as number;
+      const byte = this.src.byteAt(this.pos++);
       result += (byte & 0x7f) * scale;
       if (byte < 0x80) return result;
       scale *= 128;
@@ -53,7 +73,7 @@ export class WireReader {
     let shift = 0n;
     for (let i = 0; i < 10; i++) {
       if (this.pos >= this.end) throw new WireFormatError('truncated varint');
-      const byte = this.buf[this.pos++] as number;
+      const byte = this.src.byteAt(this.pos++);
       result |= BigInt(byte & 0x7f) << shift;
       if (byte < 0x80) return BigInt.asIntN(64, result);
       shift += 7n;
@@ -81,12 +101,13 @@ export class WireReader {
   /** A sub-reader over a length-delimited field's payload. */
   message(): WireReader {
     const { start, end } = this.lengthDelimited();
-    return new WireReader(this.buf, start, end);
+    return new WireReader(this.src, start, end);
   }
 
   string(): string {
     const { start, end } = this.lengthDelimited();
-    return Buffer.from(this.buf.buffer, this.buf.byteOffset + start, end - start).toString('utf8');
+    const bytes = this.src.slice(start, end);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   }
 
   skip(wireType: number): void {

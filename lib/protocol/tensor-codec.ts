@@ -235,16 +235,20 @@ export function flatDataJson(tensor: Tensor): string {
   switch (tensor.type) {
     case 'float32':
     case 'float64':
-      if (allFinite(data as Float32Array)) return `[${(data as Float32Array).join(',')}]`;
+      // JSON.stringify over a plain array is about twice as fast as TypedArray#join, same text.
+      if (allFinite(data as Float32Array)) return JSON.stringify(Array.from(data as Float32Array));
       break;
     case 'string':
       return JSON.stringify(data);
+    case 'int64':
+    case 'uint64':
+      // BigInt arrays join to exact decimal digits (JSON.stringify refuses BigInt).
+      return `[${(data as BigInt64Array).join(',')}]`;
     case 'bool':
     case 'float16':
       break;
     default:
-      // Integer typed arrays (BigInt ones included) join to exact decimal digits.
-      return `[${(data as Int32Array).join(',')}]`;
+      return JSON.stringify(Array.from(data as Int32Array));
   }
   const at = elementJson(tensor);
   const parts = new Array<string>(data.length);

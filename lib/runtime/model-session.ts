@@ -2,9 +2,11 @@ import { InferenceSession, type Tensor } from 'onnxruntime-node';
 import type { GraphOptimizationLevel } from '../config';
 import { UnservableModelError } from '../errors';
 import { outlineModel, type DeclaredValue } from '../onnx/inspect';
-import { WireFormatError } from '../onnx/wire';
+import { FileSource } from '../onnx/file-source';
+import { WireFormatError, type ByteSource } from '../onnx/wire';
 import { byOnnx, byOrt, UNCARRIABLE_ONNX_TYPES } from '../protocol/dtypes';
 import type { TensorSpec } from '../registry/manifest';
+import type { ArtifactLocation } from '../storage/artifact-fetcher';
 
 export interface SessionSettings {
   intraOpNumThreads: number;
@@ -46,10 +48,10 @@ function describe(value: DeclaredValue, role: 'input' | 'output'): string | unde
  * onnxruntime-node cannot carry. The last one matters most: a model with an int4 output
  * aborts the Node process from inside ORT, past any try/catch.
  */
-export function checkServable(bytes: Uint8Array, label: string): void {
+export function checkServable(model: Uint8Array | ByteSource, label: string): void {
   let outline;
   try {
-    outline = outlineModel(bytes);
+    outline = outlineModel(model);
   } catch (err) {
     if (err instanceof WireFormatError) {
       throw new UnservableModelError(`model ${label} is not a readable ONNX file: ${err.message}`, { cause: err });
@@ -95,12 +97,19 @@ export class ModelSession {
     readonly outputs: TensorSpec[],
   ) {}
 
-  /** Checks the model ({@link checkServable}) and creates its session from the bytes. */
-  static async create(bytes: Uint8Array, settings: SessionSettings, label: string): Promise<ModelSession> {
-    checkServable(bytes, label);
+  /**
+   * Checks the model ({@link checkServable}) and creates its session, from a file (onnxruntime
+   * reads it itself, so no JS copy of the model is held meanwhile) or from bytes.
+   */
+  static async create(model: ArtifactLocation, settings: SessionSettings, label: string): Promise<ModelSession> {
+    if ('path' in model) FileSource.with(model.path, (source) => checkServable(source, label));
+    else checkServable(model.bytes, label);
     let session: InferenceSession;
     try {
-      session = await InferenceSession.create(bytes, sessionOptions(settings));
+      session =
+        'path' in model
+          ? await InferenceSession.create(model.path, sessionOptions(settings))
+          : await InferenceSession.create(model.bytes, sessionOptions(settings));
     } catch (err) {
       throw new UnservableModelError(`model ${label} failed to load in onnxruntime: ${(err as Error).message}`, {
         cause: err,

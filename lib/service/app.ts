@@ -40,7 +40,12 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
     async (manifest) => {
       const started = performance.now();
       const artifact = await fetcher.fetch(manifest.artifact);
-      const session = await ModelSession.create(artifact.bytes, settings, sessionKey(manifest));
+      let session: ModelSession;
+      try {
+        session = await ModelSession.create(artifact.location, settings, sessionKey(manifest));
+      } finally {
+        artifact.release();
+      }
       telemetry.modelLoaded({
         model: manifest.model,
         version: manifest.version,

@@ -1,29 +1,36 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sha256File } from './hash';
 
-/** SHA-256 of some bytes, as lowercase hex. */
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex } from './hash';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
+/** Room set aside for a download in progress; {@link DiskCache.commit} or {@link DiskCache.abandon} ends it. */
+export interface Reservation {
+  readonly tempPath: string;
+  readonly bytes: number;
+}
+
 /**
- * Content-addressed artifact cache on local disk (Lambda's /tmp): files are named by their
- * SHA-256, written under a temporary name and renamed into place, bounded by bytes with
- * least-recently-used eviction, and checked against their name on every read. The index is
- * rebuilt from the directory at start-up, so a restarted runtime in the same container
- * reuses what is there.
+ * Content-addressed artifact cache on local disk (Lambda's /tmp). Files are named by their
+ * SHA-256 and arrive under a temporary name, renamed into place once verified. The cache is
+ * bounded by bytes, downloads in progress included (they reserve their size first), with
+ * least-recently-used eviction that never removes a file a session is being created from
+ * (pinned). Every read re-hashes the file. The index is rebuilt from the directory at
+ * start-up, so a restarted runtime in the same container reuses what is there.
  */
 export class DiskCache {
   /** sha256 -> size; Map order is recency order (oldest first). */
   private readonly entries = new Map<string, number>();
+  private readonly pins = new Map<string, number>();
   private totalBytes = 0;
+  private reservedBytes = 0;
 
   constructor(
-    private readonly dir: string,
+    readonly dir: string,
     private readonly maxBytes: number,
   ) {
     mkdirSync(dir, { recursive: true });
@@ -37,6 +44,7 @@ export class DiskCache {
     }
   }
 
+  /** Bytes held by cached files. */
   get bytes(): number {
     return this.totalBytes;
   }
@@ -45,55 +53,82 @@ export class DiskCache {
     return this.entries.has(sha256);
   }
 
+  pathOf(sha256: string): string {
+    return join(this.dir, sha256);
+  }
+
   /**
-   * The cached bytes for `sha256`, or `undefined` if absent. A file whose content no longer
-   * hashes to its name (disk corruption, a partial write from another process) is deleted.
+   * The path of the cached file for `sha256` after re-hashing it, or `undefined` if there is
+   * none. A file whose content no longer hashes to its name is deleted.
    */
-  async read(sha256: string): Promise<Buffer | undefined> {
+  async verify(sha256: string): Promise<string | undefined> {
     if (!this.entries.has(sha256)) return undefined;
-    let bytes: Buffer;
+    const path = this.pathOf(sha256);
+    let actual: string;
     try {
-      bytes = await readFile(join(this.dir, sha256));
+      actual = (await sha256File(path)).sha256;
     } catch {
       this.forget(sha256);
       return undefined;
     }
-    if (sha256Hex(bytes) !== sha256) {
+    if (actual !== sha256) {
       await this.remove(sha256);
       return undefined;
     }
     this.touch(sha256);
-    return bytes;
+    return path;
   }
 
   /**
-   * Stores verified bytes. Returns false when they could not be written (a full or read-only
-   * disk): the caller still has the bytes in memory and goes on without the disk tier.
+   * Sets aside room for a download of `bytes`, evicting unpinned files as needed. Undefined
+   * when the file cannot fit even after eviction; the caller then keeps the artifact in memory.
    */
-  async write(sha256: string, bytes: Uint8Array): Promise<boolean> {
-    if (!SHA256_HEX.test(sha256) || bytes.byteLength > this.maxBytes) return false;
-    if (this.entries.has(sha256)) {
-      this.touch(sha256);
-      return true;
+  async reserve(bytes: number): Promise<Reservation | undefined> {
+    for (const oldest of [...this.entries.keys()]) {
+      if (this.totalBytes + this.reservedBytes + bytes <= this.maxBytes) break;
+      if (!this.pins.has(oldest)) await this.remove(oldest);
     }
-    await this.evictFor(bytes.byteLength);
-    const temp = join(this.dir, `.${sha256}.${randomBytes(6).toString('hex')}.tmp`);
-    try {
-      await writeFile(temp, bytes);
-      await rename(temp, join(this.dir, sha256));
-    } catch {
-      await unlink(temp).catch(() => undefined);
-      return false;
+    if (this.totalBytes + this.reservedBytes + bytes > this.maxBytes) return undefined;
+    this.reservedBytes += bytes;
+    return { tempPath: join(this.dir, `.${randomBytes(8).toString('hex')}.tmp`), bytes };
+  }
+
+  /** Moves a verified download into place under its hash and ends the reservation. */
+  async commit(reservation: Reservation, sha256: string): Promise<string> {
+    this.reservedBytes -= reservation.bytes;
+    const path = this.pathOf(sha256);
+    await rename(reservation.tempPath, path);
+    if (!this.entries.has(sha256)) {
+      this.entries.set(sha256, reservation.bytes);
+      this.totalBytes += reservation.bytes;
     }
-    this.entries.set(sha256, bytes.byteLength);
-    this.totalBytes += bytes.byteLength;
-    return true;
+    this.touch(sha256);
+    return path;
+  }
+
+  /** Deletes a failed or rejected download and ends the reservation. */
+  async abandon(reservation: Reservation): Promise<void> {
+    this.reservedBytes -= reservation.bytes;
+    await unlink(reservation.tempPath).catch(() => undefined);
+  }
+
+  /** Keeps a file from eviction while a session is created from it; returns the unpin. */
+  pin(sha256: string): () => void {
+    this.pins.set(sha256, (this.pins.get(sha256) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const left = (this.pins.get(sha256) ?? 1) - 1;
+      if (left > 0) this.pins.set(sha256, left);
+      else this.pins.delete(sha256);
+    };
   }
 
   /** Deletes one entry (file and index). */
   async remove(sha256: string): Promise<void> {
     this.forget(sha256);
-    await unlink(join(this.dir, sha256)).catch(() => undefined);
+    await unlink(this.pathOf(sha256)).catch(() => undefined);
   }
 
   private touch(sha256: string): void {
@@ -108,12 +143,5 @@ export class DiskCache {
     if (size === undefined) return;
     this.entries.delete(sha256);
     this.totalBytes -= size;
-  }
-
-  private async evictFor(incoming: number): Promise<void> {
-    for (const oldest of this.entries.keys()) {
-      if (this.totalBytes + incoming <= this.maxBytes) return;
-      await this.remove(oldest);
-    }
   }
 }

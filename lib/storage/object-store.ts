@@ -4,7 +4,10 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { ServiceUnavailableError } from '../errors';
+import { sha256File } from './hash';
 
 /** Options for {@link ObjectStore.getBytes}. */
 export interface GetBytesOptions {
@@ -20,6 +23,11 @@ interface S3ErrorShape {
   name?: string;
   Code?: string;
   $metadata?: { httpStatusCode?: number };
+}
+
+/** The local side of a download failed (a full or failing disk), not S3. */
+export class LocalWriteError extends Error {
+  override readonly name = 'LocalWriteError';
 }
 
 /** True when S3 says the key (or bucket) does not exist. */
@@ -63,22 +71,58 @@ export class ObjectStore {
    * {@link isNotFound}); large objects with a known size are fetched as parallel ranges.
    */
   async getBytes(key: string, options: GetBytesOptions = {}): Promise<Buffer> {
+    const { expectedBytes } = options;
+    if (expectedBytes === undefined) {
+      const chunks: Buffer[] = [];
+      await this.fetchInto(key, options, (chunk) => void chunks.push(Buffer.from(chunk)));
+      return Buffer.concat(chunks);
+    }
+    const target = Buffer.allocUnsafe(expectedBytes);
+    await this.fetchInto(key, options, (chunk, position) => void target.set(chunk, position));
+    return target;
+  }
+
+  /**
+   * Streams an object of known size into a file, hashing it on the way (parallel ranges are
+   * written at their offsets and hashed afterwards). The object is never whole in memory.
+   */
+  async downloadToFile(key: string, path: string, options: GetBytesOptions & { expectedBytes: number }): Promise<string> {
+    const handle = await open(path, 'w');
+    const hash = createHash('sha256');
+    let ranged = false;
+    try {
+      ranged = await this.fetchInto(key, options, async (chunk, position, sequential) => {
+        if (sequential) hash.update(chunk);
+        await handle.write(chunk, 0, chunk.byteLength, position);
+      });
+    } finally {
+      await handle.close();
+    }
+    return ranged ? (await sha256File(path)).sha256 : hash.digest('hex');
+  }
+
+  /**
+   * Fetches an object and hands its bytes to `sink` with their position; `sequential` is true
+   * when the chunks arrive in order (one GET). Returns whether ranged GETs were used. A body
+   * shorter or longer than the expected size is an error, never a whole object.
+   */
+  private async fetchInto(key: string, options: GetBytesOptions, sink: Sink): Promise<boolean> {
     const { expectedBytes, rangedThresholdBytes = Infinity } = options;
     if (expectedBytes !== undefined && expectedBytes >= rangedThresholdBytes) {
-      return this.getRanged(key, expectedBytes, options.partBytes ?? 8 * 1024 * 1024, options.concurrency ?? 8);
+      await this.fetchRanges(key, expectedBytes, options.partBytes ?? 8 * 1024 * 1024, options.concurrency ?? 8, sink);
+      return true;
     }
     try {
       const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      const length = out.ContentLength ?? expectedBytes;
-      return await readBody(out.Body as AsyncIterable<Uint8Array> | undefined, length, key);
+      await drain(out.Body as AsyncIterable<Uint8Array> | undefined, key, 0, out.ContentLength ?? expectedBytes, sink, true);
+      return false;
     } catch (err) {
-      if (isNotFound(err) || err instanceof ServiceUnavailableError) throw err;
+      if (isNotFound(err) || err instanceof ServiceUnavailableError || err instanceof LocalWriteError) throw err;
       throw unavailable('GET', key, err);
     }
   }
 
-  private async getRanged(key: string, size: number, partBytes: number, concurrency: number): Promise<Buffer> {
-    const target = Buffer.allocUnsafe(size);
+  private async fetchRanges(key: string, size: number, partBytes: number, concurrency: number, sink: Sink): Promise<void> {
     let next = 0;
     let failed = false;
     const worker = async (): Promise<void> => {
@@ -95,8 +139,7 @@ export class ObjectStore {
           if (isNotFound(err)) throw err;
           throw unavailable('GET (range)', key, err);
         }
-        const part = target.subarray(start, end + 1);
-        await readBody(out.Body as AsyncIterable<Uint8Array> | undefined, part.length, key, part);
+        await drain(out.Body as AsyncIterable<Uint8Array> | undefined, key, start, end + 1 - start, sink, false);
       }
     };
     const workers = Array.from({ length: Math.min(concurrency, Math.ceil(size / partBytes)) }, () =>
@@ -106,7 +149,6 @@ export class ObjectStore {
       }),
     );
     await Promise.all(workers);
-    return target;
   }
 
   /** Every key under `prefix`, across pages. */
@@ -138,34 +180,35 @@ export class ObjectStore {
   }
 }
 
+/** Receives an object's bytes: `position` is the offset of `chunk` within the object. */
+type Sink = (chunk: Uint8Array, position: number, sequential: boolean) => void | Promise<void>;
+
 /**
- * Drains an S3 body into one buffer. With a known length the buffer is allocated once and a
- * body that is shorter or longer than promised is an error (a truncated transfer never
- * passes for a whole object).
+ * Feeds an S3 body to a sink, starting at `offset`. With a known length, a body that is shorter
+ * or longer than promised is an error (a truncated transfer never passes for a whole object).
  */
-async function readBody(
+async function drain(
   body: AsyncIterable<Uint8Array> | undefined,
-  length: number | undefined,
   key: string,
-  into?: Buffer,
-): Promise<Buffer> {
+  offset: number,
+  length: number | undefined,
+  sink: Sink,
+  sequential: boolean,
+): Promise<void> {
   if (!body) throw new ServiceUnavailableError(`storage returned no body for ${key}`);
-  if (length === undefined) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    return Buffer.concat(chunks);
-  }
-  const target = into ?? Buffer.allocUnsafe(length);
-  let offset = 0;
+  let received = 0;
   for await (const chunk of body) {
-    if (offset + chunk.byteLength > length) {
+    if (length !== undefined && received + chunk.byteLength > length) {
       throw new ServiceUnavailableError(`storage sent more than the ${length} bytes expected for ${key}`);
     }
-    target.set(chunk, offset);
-    offset += chunk.byteLength;
+    try {
+      await sink(chunk, offset + received, sequential);
+    } catch (err) {
+      throw new LocalWriteError(`could not store bytes of ${key} locally: ${(err as Error).message}`, { cause: err });
+    }
+    received += chunk.byteLength;
   }
-  if (offset !== length) {
-    throw new ServiceUnavailableError(`storage sent ${offset} of ${length} bytes for ${key}`);
+  if (length !== undefined && received !== length) {
+    throw new ServiceUnavailableError(`storage sent ${received} of ${length} bytes for ${key}`);
   }
-  return target;
 }

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { InferenceSession } from 'onnxruntime-node';
@@ -143,6 +143,23 @@ describe('artifact fetch and session cache', () => {
     expect(res.status).toBe(200);
     expect(gets.whole).toBe(0);
     expect(gets.ranged).toBe(Math.ceil(bytes.byteLength / (1024 * 1024)));
+  });
+
+  test('an artifact the disk cache cannot hold, or a failing /tmp, is served from memory', async () => {
+    const bytes = denseStackModel(512, 3); // ~3 MB
+    await publishModel(s3, 'no-disk', 1, bytes, { label: 'stable' });
+    const body = { inputs: [{ name: 'x', shape: [1, 512], datatype: 'FP32', data: new Array(512).fill(0.01) }] };
+
+    const tooSmall = app({ DISK_CACHE_MB: '1' });
+    const first = await infer(tooSmall, 'no-disk', body);
+    expect(first.status).toBe(200);
+    expect(readdirSync(tooSmall.app.config.cacheDir)).toEqual([]);
+
+    const failing = app();
+    rmSync(failing.app.config.cacheDir, { recursive: true }); // writes to /tmp now fail
+    const second = await infer(failing, 'no-disk', body);
+    expect(second.status).toBe(200);
+    expect(second.json).toEqual(first.json);
   });
 
   test('the session cache is bounded by count; evicted sessions are released', async () => {

@@ -40,7 +40,7 @@ describe('SessionCache', () => {
     pending = deferred<ModelSession>();
     const retry = cache.get(m);
     expect(calls).toBe(2);
-    pending.resolve(await ModelSession.create(mlpModel(), settings, 'a@1'));
+    pending.resolve(await ModelSession.create({ bytes: mlpModel() }, settings, 'a@1'));
     await retry;
     expect(cache.has(m)).toBe(true);
     await cache.get(m);
@@ -51,7 +51,7 @@ describe('SessionCache', () => {
   test('an evicted session is released only after the request holding it ends', async () => {
     const sessionClass = InferenceSession as unknown as { prototype: { release(): Promise<void> } };
     const release = jest.spyOn(sessionClass.prototype, 'release');
-    const cache = new SessionCache((m) => ModelSession.create(mlpModel(), settings, `${m.model}@1`), { maxBytes: 1e9, maxCount: 1 });
+    const cache = new SessionCache((m) => ModelSession.create({ bytes: mlpModel() }, settings, `${m.model}@1`), { maxBytes: 1e9, maxCount: 1 });
     try {
       const gate = deferred<void>();
       const inUse = cache.use(manifest('a'), async (session) => {
@@ -74,7 +74,7 @@ describe('SessionCache', () => {
 
   test('a request that finds its session already released loads it again', async () => {
     let loads = 0;
-    const cache = new SessionCache((m) => (loads++, ModelSession.create(mlpModel(), settings, `${m.model}@1`)), { maxBytes: 1e9, maxCount: 4 });
+    const cache = new SessionCache((m) => (loads++, ModelSession.create({ bytes: mlpModel() }, settings, `${m.model}@1`)), { maxBytes: 1e9, maxCount: 4 });
     const session = await cache.get(manifest('a'));
     await cache.clear();
     await session.release();
@@ -93,36 +93,60 @@ describe('DiskCache', () => {
 
   const blob = (n: number, fill: number) => Buffer.alloc(n, fill);
 
-  test('writes atomically under the hash, evicts least recently used by bytes', async () => {
+  /** Stores bytes the way the fetcher does: reserve, write the temp file, commit under the hash. */
+  async function store(cache: DiskCache, bytes: Buffer): Promise<string | undefined> {
+    const reservation = await cache.reserve(bytes.length);
+    if (!reservation) return undefined;
+    writeFileSync(reservation.tempPath, bytes);
+    return cache.commit(reservation, sha256Hex(bytes));
+  }
+
+  test('commits under the hash and evicts least recently used by bytes, reservations included', async () => {
     const cache = new DiskCache(dir, 250);
     const [a, b, c] = [blob(100, 1), blob(100, 2), blob(100, 3)];
-    expect(await cache.write(sha256Hex(a), a)).toBe(true);
-    expect(await cache.write(sha256Hex(b), b)).toBe(true);
-    expect(await cache.read(sha256Hex(a))).toEqual(a); // a is now the most recent
-    expect(await cache.write(sha256Hex(c), c)).toBe(true); // evicts b
+    expect(await store(cache, a)).toBe(join(dir, sha256Hex(a)));
+    await store(cache, b);
+    expect(await cache.verify(sha256Hex(a))).toBe(join(dir, sha256Hex(a))); // a is now the most recent
+    await store(cache, c); // evicts b
     expect(cache.has(sha256Hex(b))).toBe(false);
     expect(readdirSync(dir).sort()).toEqual([sha256Hex(a), sha256Hex(c)].sort());
     expect(cache.bytes).toBe(200);
+
+    // An open reservation counts: a second one that does not fit evicts, a third cannot fit at all.
+    const pending = await cache.reserve(150);
+    expect(pending).toBeDefined();
+    expect(cache.bytes).toBeLessThanOrEqual(100);
+    expect(await cache.reserve(150)).toBeUndefined();
+    await cache.abandon(pending!);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
-  test('rebuilds its index from the directory and drops a corrupt file on read', async () => {
+  test('a pinned file is never evicted', async () => {
+    const cache = new DiskCache(dir, 150);
+    const a = blob(100, 1);
+    await store(cache, a);
+    const unpin = cache.pin(sha256Hex(a));
+    expect(await cache.reserve(100)).toBeUndefined();
+    expect(cache.has(sha256Hex(a))).toBe(true);
+    unpin();
+    expect(await cache.reserve(100)).toBeDefined();
+    expect(cache.has(sha256Hex(a))).toBe(false);
+  });
+
+  test('rebuilds its index from the directory and drops a corrupt file on verify', async () => {
     const a = blob(64, 9);
-    await new DiskCache(dir, 1000).write(sha256Hex(a), a);
+    await store(new DiskCache(dir, 1000), a);
     writeFileSync(join(dir, '.leftover.tmp'), 'partial');
     const reopened = new DiskCache(dir, 1000);
     expect(reopened.has(sha256Hex(a))).toBe(true);
     expect(reopened.bytes).toBe(64);
     writeFileSync(join(dir, sha256Hex(a)), blob(64, 8));
-    expect(await reopened.read(sha256Hex(a))).toBeUndefined();
+    expect(await reopened.verify(sha256Hex(a))).toBeUndefined();
     expect(reopened.has(sha256Hex(a))).toBe(false);
     expect(readdirSync(dir)).not.toContain(sha256Hex(a));
   });
 
-  test('an artifact larger than the whole cache, or an unwritable directory, is not an error', async () => {
-    const small = new DiskCache(dir, 10);
-    expect(await small.write(sha256Hex(blob(20, 1)), blob(20, 1))).toBe(false);
-    const gone = new DiskCache(join(dir, 'sub'), 1000);
-    rmSync(join(dir, 'sub'), { recursive: true });
-    expect(await gone.write(sha256Hex(blob(5, 1)), blob(5, 1))).toBe(false);
+  test('an artifact larger than the whole cache gets no reservation', async () => {
+    expect(await new DiskCache(dir, 10).reserve(20)).toBeUndefined();
   });
 });
