@@ -114,7 +114,11 @@ export class ObjectStore {
     }
     try {
       const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      await drain(out.Body as AsyncIterable<Uint8Array> | undefined, key, 0, out.ContentLength ?? expectedBytes, sink, true);
+      if (expectedBytes !== undefined && out.ContentLength !== undefined && out.ContentLength !== expectedBytes) {
+        (out.Body as { destroy?: () => void } | undefined)?.destroy?.(); // free the connection
+        throw new ServiceUnavailableError(`storage holds ${out.ContentLength} bytes at ${key}, not the ${expectedBytes} expected`);
+      }
+      await drain(out.Body as AsyncIterable<Uint8Array> | undefined, key, 0, expectedBytes ?? out.ContentLength, sink, true);
       return false;
     } catch (err) {
       if (isNotFound(err) || err instanceof ServiceUnavailableError || err instanceof LocalWriteError) throw err;

@@ -106,6 +106,21 @@ describe('artifact fetch and session cache', () => {
     expect(t.app.disk.has(sha256Hex(good))).toBe(true);
   });
 
+  test('an artifact whose size differs from its manifest is a 503 on both the disk and the memory path', async () => {
+    const good = denseStackModel(512, 3); // ~3 MB: over a 1 MB disk cache, so the second app fetches into memory
+    await publishModel(s3, 'truncated', 1, good, { label: 'stable' });
+    await s3.client().send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: keys.artifact('truncated', 1), Body: Buffer.from(good).subarray(0, good.length - 10) }),
+    );
+    const body = { inputs: [{ name: 'x', shape: [1, 512], datatype: 'FP32', data: new Array(512).fill(0.01) }] };
+    for (const t of [app(), app({ DISK_CACHE_MB: '1' })]) {
+      const res = await infer(t, 'truncated', body);
+      expect(res.status).toBe(503);
+      expect(res.json.error).toBe(`storage holds ${good.length - 10} bytes at models/truncated/1/model.onnx, not the ${good.length} expected`);
+      expect(readdirSync(t.app.config.cacheDir)).toEqual([]);
+    }
+  });
+
   test('/tmp is reused by a restarted runtime, and a corrupt file there is detected and replaced', async () => {
     const bytes = convNetModel({ classes: 5 });
     await publishModel(s3, 'disk', 1, bytes, { label: 'stable' });
