@@ -1,0 +1,204 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { hashApiKey } from '../../lib/auth/api-key';
+import { publishModel } from '../helpers/app';
+import { httpEvent, lambdaContext } from '../helpers/events';
+import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
+import { mlpModel } from '../helpers/models';
+
+// `npm run package` offline: build the layer, run `serverless package`, and check what would be
+// deployed: the CloudFormation template and the zips. Then run the packaged handler the way
+// Lambda does: its zip unpacked outside the project, the layer as the only node_modules.
+
+const ROOT = resolve(__dirname, '..', '..');
+const SLS = join(ROOT, 'node_modules', 'serverless', 'bin', 'serverless.js');
+const LAYER = join(ROOT, 'layers', 'onnxruntime');
+const MB = 1024 * 1024;
+const run = promisify(execFile);
+
+type Resource = { Type: string; Properties: Record<string, any>; Condition?: string };
+let template: { Resources: Record<string, Resource> };
+let temp: string;
+let pkgDir: string;
+
+function dirBytes(dir: string): number {
+  return readdirSync(dir, { withFileTypes: true }).reduce(
+    (sum, e) => sum + (e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size),
+    0,
+  );
+}
+
+function resourcesOf(type: string): [string, Resource][] {
+  return Object.entries(template.Resources).filter(([, r]) => r.Type === type);
+}
+
+beforeAll(async () => {
+  temp = mkdtempSync(join(tmpdir(), 'package-'));
+  pkgDir = join(temp, 'pkg');
+  await run(process.execPath, [join(ROOT, 'layers', 'build-layer.mjs')], { cwd: ROOT });
+  const env: NodeJS.ProcessEnv = { ...process.env, ESBUILD_WORK_FOLDER: `.esbuild-package-${process.pid}`, SLS_TELEMETRY_DISABLED: '1' };
+  for (const name of ['AWS_PROFILE', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'MODELS_BUCKET', 'API_KEY_HASHES', 'S3_ENDPOINT']) {
+    delete env[name];
+  }
+  try {
+    await run(process.execPath, [SLS, 'package', '--stage', 'test', '--package', pkgDir], { cwd: ROOT, env, maxBuffer: 16 * MB });
+  } finally {
+    rmSync(join(ROOT, env.ESBUILD_WORK_FOLDER!), { recursive: true, force: true });
+  }
+  template = JSON.parse(readFileSync(join(pkgDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+}, 300_000);
+
+afterAll(() => {
+  if (temp) rmSync(temp, { recursive: true, force: true });
+});
+
+describe('serverless package', () => {
+  test('the infer function: runtime, architecture, layer, sizes, environment', () => {
+    const [, fn] = resourcesOf('AWS::Lambda::Function').find(([name]) => name === 'InferLambdaFunction')!;
+    expect(fn.Properties).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Architectures: ['x86_64'],
+      MemorySize: 1769,
+      Timeout: 29,
+      EphemeralStorage: { Size: 2048 },
+      Layers: [{ Ref: 'OnnxruntimeLambdaLayer' }],
+      Role: { 'Fn::GetAtt': ['InferRole', 'Arn'] },
+    });
+    expect(fn.Properties.Environment.Variables).toMatchObject({
+      MODELS_BUCKET: 'onnx-lambda-test-models',
+      API_KEY_HASHES: '',
+      S3_ENDPOINT: '',
+      POWERTOOLS_SERVICE_NAME: 'onnx-lambda',
+    });
+    const zip = statSync(join(pkgDir, 'infer.zip')).size;
+    expect(zip).toBeLessThanOrEqual(5 * MB);
+  });
+
+  test('the layer: declared for nodejs22.x x86_64, at most 60 MB unzipped, linux x64 only, no AWS SDK', () => {
+    const [, layer] = resourcesOf('AWS::Lambda::LayerVersion')[0]!;
+    expect(layer.Properties).toMatchObject({ CompatibleRuntimes: ['nodejs22.x'], CompatibleArchitectures: ['x86_64'] });
+    expect(dirBytes(LAYER)).toBeLessThanOrEqual(60 * MB);
+    const modules = readdirSync(join(LAYER, 'nodejs', 'node_modules')).sort();
+    expect(modules).toEqual(['onnxruntime-common', 'onnxruntime-node']);
+    expect(readdirSync(join(LAYER, 'nodejs', 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6'))).toEqual(['linux']);
+    expect(readdirSync(join(LAYER, 'nodejs', 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux'))).toEqual(['x64']);
+  });
+
+  test('IAM: one role for infer, reading models/ only; no wildcard action or resource anywhere', () => {
+    const roles = resourcesOf('AWS::IAM::Role');
+    expect(roles.map(([name]) => name)).toEqual(['InferRole']);
+    const statements = roles.flatMap(([, r]) => r.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement));
+    expect(statements).toEqual([
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::onnx-lambda-test-models/models/*' },
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: 'arn:aws:s3:::onnx-lambda-test-models',
+        Condition: { StringLike: { 's3:prefix': 'models/*' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Resource: { 'Fn::Sub': 'arn:aws:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/onnx-lambda-test-infer:*' },
+      },
+    ]);
+    // Nothing broader anywhere in the template: no Allow statement has a "*" action, resource
+    // or principal. The one wildcard serverless itself writes is a Deny: its deployment
+    // bucket refuses every s3:* request from any principal that does not use TLS.
+    const all: { Effect: string; Action: unknown; Resource: unknown; Principal?: unknown }[] = [];
+    const collect = (node: unknown): void => {
+      if (Array.isArray(node)) node.forEach(collect);
+      else if (node && typeof node === 'object') {
+        const o = node as Record<string, unknown>;
+        if (typeof o.Effect === 'string' && 'Action' in o) all.push(o as (typeof all)[number]);
+        Object.values(o).forEach(collect);
+      }
+    };
+    collect(template);
+    const wild = (v: unknown) => [v].flat().some((x) => x === '*' || (typeof x === 'string' && /^[a-z0-9-]+:\*$/.test(x)));
+    const allows = all.filter((s) => s.Effect === 'Allow');
+    expect(allows.length).toBeGreaterThanOrEqual(4);
+    for (const s of allows) {
+      expect(wild(s.Action)).toBe(false);
+      expect(wild(s.Resource)).toBe(false);
+    }
+    const denies = all.filter((s) => s.Effect !== 'Allow');
+    expect(denies).toEqual([
+      expect.objectContaining({ Effect: 'Deny', Action: 's3:*', Principal: '*', Condition: { Bool: { 'aws:SecureTransport': false } } }),
+    ]);
+  });
+
+  test('HTTP API: every route, throttling set, CORS closed; bucket private; log retention set', () => {
+    const routes = resourcesOf('AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties.RouteKey as string).sort();
+    expect(routes).toEqual([
+      'GET /v1/models/{proxy+}',
+      'GET /v2',
+      'GET /v2/health/live',
+      'GET /v2/health/ready',
+      'GET /v2/models/{proxy+}',
+      'POST /v1/models/{proxy+}',
+      'POST /v2/models/{proxy+}',
+    ]);
+    const [, api] = resourcesOf('AWS::ApiGatewayV2::Api')[0]!;
+    expect(api.Properties.CorsConfiguration).toBeUndefined();
+    const [, stage] = resourcesOf('AWS::ApiGatewayV2::Stage')[0]!;
+    expect(stage.Properties.DefaultRouteSettings).toEqual({ ThrottlingBurstLimit: 200, ThrottlingRateLimit: 100 });
+    const bucket = template.Resources.ModelsBucket!;
+    expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
+    });
+    for (const [, group] of resourcesOf('AWS::Logs::LogGroup')) expect(group.Properties.RetentionInDays).toBe(30);
+  });
+});
+
+describe('the packaged handler on the layer alone', () => {
+  let s3: LocalS3;
+
+  beforeAll(async () => {
+    s3 = await startLocalS3();
+    await publishModel(s3, 'mlp', 1, mlpModel(), { label: 'stable' });
+  });
+
+  afterAll(async () => {
+    await s3?.stop();
+  });
+
+  test('loads onnxruntime-node from the layer (project node_modules out of reach) and serves a model', async () => {
+    const task = join(temp, 'var', 'task');
+    await run('python3', ['-m', 'zipfile', '-e', join(pkgDir, 'infer.zip'), task]);
+    const event = httpEvent('POST', '/v2/models/mlp/infer', {
+      body: { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] },
+      apiKey: 'layer-key',
+    });
+    const script = `
+      const ort = require.resolve('onnxruntime-node');
+      if (!ort.startsWith(process.env.NODE_PATH)) throw new Error('onnxruntime-node resolved outside the layer: ' + ort);
+      const { handler } = require(${JSON.stringify(join(task, 'handlers', 'infer.js'))});
+      handler(${JSON.stringify(event)}, ${JSON.stringify(lambdaContext())})
+        .then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`;
+    const { stdout } = await run(process.execPath, ['-e', script], {
+      cwd: task,
+      env: {
+        PATH: process.env.PATH,
+        NODE_PATH: join(LAYER, 'nodejs', 'node_modules'),
+        MODELS_BUCKET: s3.bucket,
+        S3_ENDPOINT: s3.endpoint,
+        API_KEY_HASHES: hashApiKey('layer-key'),
+        AWS_REGION: 'us-east-1',
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1769',
+        MODEL_CACHE_DIR: join(temp, 'tmp-cache'),
+        POWERTOOLS_LOG_LEVEL: 'SILENT',
+        POWERTOOLS_METRICS_DISABLED: 'true',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+    });
+    const result = JSON.parse(stdout) as { statusCode: number; body: string };
+    expect(result.statusCode).toBe(200);
+    const probs = (JSON.parse(result.body) as { outputs: { data: number[] }[] }).outputs[0]!.data;
+    expect(probs).toHaveLength(3);
+    expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+  });
+});
