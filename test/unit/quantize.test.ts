@@ -1,0 +1,102 @@
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { quantizeModel, quantizePerColumn, quantizePerRow, type QuantizeOptions } from '../../lib/convert/quantize';
+import { OnnxModel } from '../../lib/onnx/model';
+import { encodeModel, floatTensor } from '../../lib/onnx/writer';
+import { denseStackModel, mlpModel, ONNX, prng, sileroVadModel } from '../helpers/models';
+
+const options = (mode: QuantizeOptions['mode'], extra: Partial<QuantizeOptions> = {}): QuantizeOptions => ({
+  mode, minElements: 16, minGatherElements: 16, keepFloat: [], reduceRange: false, ...extra,
+});
+
+async function outputs(bytes: Uint8Array, feeds: Record<string, Tensor>): Promise<Float32Array> {
+  const session = await InferenceSession.create(bytes);
+  try {
+    const result = await session.run(feeds);
+    return result[session.outputNames[0]!]!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+function convert(bytes: Uint8Array, opts: QuantizeOptions) {
+  const model = OnnxModel.decode(bytes);
+  const report = quantizeModel(model, opts);
+  const out = model.encode();
+  const opTypes = model.graph().nodes().map((n) => n.opType);
+  return { report, out, opTypes };
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+describe('weight quantization', () => {
+  test('per-column symmetric int8: the largest magnitude of each column maps to ±127', () => {
+    const { q, scales } = quantizePerColumn(Float32Array.from([1, -4, -2, 2, 0.5, 0]), 3, 2, 127);
+    expect(Array.from(scales)).toEqual([2 / 127, 4 / 127].map((v) => Math.fround(v)));
+    expect(Array.from(q)).toEqual([64, -127, -127, 64, 32, 0]);
+    const rows = quantizePerRow(Float32Array.from([0, 0, 3, -6]), 2, 2, 127);
+    expect(Array.from(rows.scales)).toEqual([1, Math.fround(6 / 127)]);
+    expect(Array.from(rows.q)).toEqual([0, 0, 64, -127]);
+  });
+
+  test('int8-dynamic: MatMul weights become int8 in the pattern onnxruntime fuses, outputs stay close', async () => {
+    const bytes = denseStackModel(256, 4);
+    const { report, out, opTypes } = convert(bytes, options('int8-dynamic'));
+    expect(report).toEqual({ mode: 'int8-dynamic', rewritten: { MatMul: 4 }, tensors: 4, skipped: 0 });
+    expect(opTypes.filter((t) => t === 'MatMul')).toHaveLength(0);
+    expect(opTypes.filter((t) => t === 'DynamicQuantizeLinear')).toHaveLength(4);
+    expect(opTypes.filter((t) => t === 'MatMulInteger')).toHaveLength(4);
+    expect(out.byteLength).toBeLessThan(bytes.byteLength * 0.27);
+    const rand = prng(4);
+    const x = new Tensor('float32', Float32Array.from({ length: 256 }, () => rand() * 2 - 1), [1, 256]);
+    expect(maxAbsDiff(await outputs(bytes, { x }), await outputs(out, { x }))).toBeLessThan(0.02);
+  });
+
+  test('int8-dynamic on Gemm: transB, alpha and the bias are honoured', async () => {
+    const rand = prng(12);
+    const w = Array.from({ length: 32 * 8 }, () => rand() - 0.5);
+    const bytes = encodeModel({
+      graph: {
+        name: 'gemm',
+        inputs: [{ name: 'x', elemType: ONNX.FLOAT, shape: [2, 32] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [2, 8] }],
+        initializers: [floatTensor('w', [8, 32], w), floatTensor('b', [8], Array.from({ length: 8 }, (_, i) => i / 10))],
+        nodes: [{ opType: 'Gemm', inputs: ['x', 'w', 'b'], outputs: ['y'], attributes: [{ name: 'transB', i: 1 }, { name: 'alpha', f: 0.5 }] }],
+      },
+    });
+    const { report, out } = convert(bytes, options('int8-dynamic'));
+    expect(report.rewritten).toEqual({ Gemm: 1 });
+    const x = new Tensor('float32', Float32Array.from({ length: 64 }, () => rand() * 2 - 1), [2, 32]);
+    expect(maxAbsDiff(await outputs(bytes, { x }), await outputs(out, { x }))).toBeLessThan(0.02);
+  });
+
+  test('small weights and nodes named in keepFloat stay float', () => {
+    const bytes = mlpModel({ hidden: 64 }); // w1 is 4x64 = 256 elements, w2 64x3 = 192
+    expect(convert(bytes, options('int8-dynamic', { minElements: 200 })).report).toEqual({
+      mode: 'int8-dynamic', rewritten: { Gemm: 1 }, tensors: 1, skipped: 1,
+    });
+    expect(convert(bytes, options('int8-dynamic', { keepFloat: ['Gemm_0'] })).report.rewritten).toEqual({ Gemm: 1 });
+    const none = convert(bytes, options('none'));
+    expect(Buffer.from(none.out).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  test('fp16 on Silero VAD: Constant weights inside If branches, inputs and outputs untouched', async () => {
+    const bytes = sileroVadModel();
+    const { report, out } = convert(bytes, options('fp16', { minElements: 1024 }));
+    expect(report.tensors).toBeGreaterThan(5);
+    expect(out.byteLength).toBeLessThan(bytes.byteLength * 0.8);
+    const feeds = {
+      input: new Tensor('float32', Float32Array.from({ length: 576 }, (_, i) => Math.sin(i / 5) * 0.3), [1, 576]),
+      state: new Tensor('float32', new Float32Array(256), [2, 1, 128]),
+      sr: new Tensor('int64', BigInt64Array.from([16000n]), []),
+    };
+    expect(maxAbsDiff(await outputs(bytes, feeds), await outputs(out, feeds))).toBeLessThan(1e-3);
+    const session = await InferenceSession.create(out);
+    expect(session.inputNames).toEqual(['input', 'state', 'sr']);
+    expect(session.outputNames).toEqual(['output', 'stateN']);
+    await session.release();
+  });
+});
