@@ -1,12 +1,12 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import type { Config } from '../../lib/config';
+import type { StorageConfig } from '../../lib/config';
 
 /**
  * The one S3 client of a container. A custom endpoint means a local S3 (s3rver): path-style
  * addressing, and checksums only where S3 requires them (s3rver stores streamed uploads with
  * the SDK's default checksum trailers corrupted).
  */
-export function createS3Client(config: Config): S3Client {
+export function createS3Client(config: StorageConfig): S3Client {
   const local = config.s3Endpoint !== undefined;
   return new S3Client({
     region: config.region,

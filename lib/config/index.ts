@@ -13,13 +13,7 @@ export interface WarmModel {
 }
 
 /** Everything the service reads from its environment, checked once at cold start. */
-export interface Config {
-  /** Bucket holding `uploads/`, `models/` and `jobs/`. */
-  bucket: string;
-  region: string;
-  /** Custom S3 endpoint (local S3); unset on AWS. */
-  s3Endpoint?: string;
-  s3ForcePathStyle: boolean;
+export interface Config extends StorageConfig {
   /** Directory of the on-disk artifact cache. */
   cacheDir: string;
   /** Bytes the on-disk cache may hold before it evicts the least recently used artifact. */
@@ -112,10 +106,49 @@ function parseKeyHashes(raw: string | undefined): Buffer[] {
   });
 }
 
-/** Reads and checks the environment. Throws {@link ConfigError} naming the first bad variable. */
-export function loadConfig(env: Env = process.env): Config {
+/** What every function needs to reach the models bucket. */
+export interface StorageConfig {
+  bucket: string;
+  region: string;
+  s3Endpoint?: string;
+  s3ForcePathStyle: boolean;
+}
+
+/** The conversion function's settings. */
+export interface ConvertConfig extends StorageConfig {
+  /** Uploads larger than this are refused with a report. */
+  maxModelBytes: number;
+  intraOpNumThreads: number;
+  serviceName: string;
+}
+
+/** Reads the bucket and S3 endpoint settings shared by every function. */
+export function loadStorageConfig(env: Env = process.env): StorageConfig {
   const bucket = env.MODELS_BUCKET?.trim();
   if (!bucket) throw new ConfigError('MODELS_BUCKET is required: the S3 bucket that holds models/');
+  const s3Endpoint = env.S3_ENDPOINT?.trim() || undefined;
+  return {
+    bucket,
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    s3Endpoint,
+    s3ForcePathStyle: readBool(env, 'S3_FORCE_PATH_STYLE', s3Endpoint !== undefined),
+  };
+}
+
+/** Reads and checks the conversion function's environment. */
+export function loadConvertConfig(env: Env = process.env): ConvertConfig {
+  const memoryMb = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ? Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE) : undefined;
+  return {
+    ...loadStorageConfig(env),
+    maxModelBytes: readInt(env, 'MAX_MODEL_MB', 500, 1) * MIB,
+    intraOpNumThreads: readInt(env, 'ORT_INTRA_OP_THREADS', threadsForMemory(memoryMb, availableParallelism()), 1),
+    serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'onnx-lambda',
+  };
+}
+
+/** Reads and checks the inference function's environment. Throws {@link ConfigError} naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const storage = loadStorageConfig(env);
 
   const memoryMb = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ? Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE) : undefined;
   const level = (env.ORT_GRAPH_OPTIMIZATION_LEVEL ?? 'all') as GraphOptimizationLevel;
@@ -129,12 +162,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('API_KEY_HASHES is required (or set AUTH_DISABLED=true): SHA-256 hex of each API key');
   }
 
-  const s3Endpoint = env.S3_ENDPOINT?.trim() || undefined;
   return {
-    bucket,
-    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    s3Endpoint,
-    s3ForcePathStyle: readBool(env, 'S3_FORCE_PATH_STYLE', s3Endpoint !== undefined),
+    ...storage,
     cacheDir: env.MODEL_CACHE_DIR ?? join(tmpdir(), 'model-cache'),
     diskCacheBytes: readInt(env, 'DISK_CACHE_MB', 1536, 1) * MIB,
     sessionCacheBytes: readInt(env, 'SESSION_CACHE_MB', 1024, 1) * MIB,

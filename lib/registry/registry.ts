@@ -127,14 +127,16 @@ export class Registry {
 
 /**
  * Publishes a version the way a conversion does: artifact first, manifest last (a version
- * without a manifest does not exist for readers), then optionally a label.
+ * without a manifest does not exist for readers), then optionally a label. The artifact is
+ * written only if its key is free (S3's conditional write); when another publisher took the
+ * version first, nothing is written and `undefined` comes back, so the caller can take the next.
  */
 export async function publishVersion(
   store: ObjectStore,
   manifest: Omit<Manifest, 'artifact' | 'schemaVersion' | 'createdAt'> & { createdAt?: string },
   artifact: Uint8Array,
   label?: string,
-): Promise<Manifest> {
+): Promise<Manifest | undefined> {
   const key = keys.artifact(manifest.model, manifest.version);
   const full: Manifest = {
     ...manifest,
@@ -142,10 +144,21 @@ export async function publishVersion(
     createdAt: manifest.createdAt ?? new Date().toISOString(),
     artifact: { key, sha256: sha256Hex(artifact), bytes: artifact.byteLength },
   };
-  await store.put(key, artifact, 'application/octet-stream');
+  if (!(await store.put(key, artifact, 'application/octet-stream', { ifAbsent: true }))) return undefined;
   await store.put(keys.manifest(manifest.model, manifest.version), JSON.stringify(full, null, 2), 'application/json');
   if (label !== undefined) await setAlias(store, manifest.model, label, manifest.version);
   return full;
+}
+
+/** The next free version number: one above any version prefix in use, manifest or not. */
+export async function nextVersion(store: ObjectStore, model: string): Promise<number> {
+  let max = 0;
+  const prefix = keys.modelPrefix(model);
+  for (const key of await store.listKeys(prefix)) {
+    const match = /^([1-9][0-9]{0,9})\//.exec(key.slice(prefix.length));
+    if (match?.[1]) max = Math.max(max, Number(match[1]));
+  }
+  return max + 1;
 }
 
 /** Points a label at a version. */

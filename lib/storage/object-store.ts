@@ -1,5 +1,6 @@
 import {
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -174,11 +175,36 @@ export class ObjectStore {
     return found;
   }
 
-  /** Writes an object. Used by publishing; the inference path never writes. */
-  async put(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
+  /** An object's ETag and size, or `undefined` if the key does not exist. */
+  async head(key: string): Promise<{ etag: string; bytes: number } | undefined> {
     try {
-      await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }));
+      const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { etag: (out.ETag ?? '').replace(/"/g, ''), bytes: out.ContentLength ?? 0 };
     } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw unavailable('HEAD', key, err);
+    }
+  }
+
+  /**
+   * Writes an object. Used by publishing; the inference path never writes. With `ifAbsent`
+   * the write is conditional (S3's If-None-Match: *) and resolves `false` when the key exists.
+   */
+  async put(key: string, body: Uint8Array | string, contentType: string, options: { ifAbsent?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: contentType,
+          ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
+        }),
+      );
+      return true;
+    } catch (err) {
+      const status = (err as S3ErrorShape | undefined)?.$metadata?.httpStatusCode;
+      if (options.ifAbsent && (status === 412 || status === 409)) return false;
       throw unavailable('PUT', key, err);
     }
   }

@@ -8,17 +8,8 @@ export const ONNX = {
   FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13, BFLOAT16: 16, INT4: 22,
 } as const;
 
-/** A small deterministic PRNG (mulberry32), so generated weights are the same on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../../lib/convert/random';
+import { prng } from '../../lib/convert/random';
 
 function weights(rand: () => number, n: number, scale: number): number[] {
   return Array.from({ length: n }, () => (rand() * 2 - 1) * scale);

@@ -1,0 +1,227 @@
+import { performance } from 'node:perf_hooks';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { OnnxModel } from '../onnx/model';
+import { prng } from './random';
+
+/** Per-output agreement between the original and the converted model. */
+export interface OutputAgreement {
+  maxAbsError: number;
+  meanAbsError: number;
+  /** Cosine similarity of the flattened outputs over all samples (1 = same direction). */
+  cosine: number;
+  /** Share of rows whose argmax agrees, for classification-shaped outputs ([N, C], C > 1). */
+  top1Agreement?: number;
+}
+
+export interface Evaluation {
+  samples: number;
+  outputs: Record<string, OutputAgreement>;
+  bytes: { original: number; converted: number; compressionPercent: number };
+  latencyMs: { original: number; converted: number; speedup: number };
+  sessionCreateMs: { original: number; converted: number };
+}
+
+export interface EvaluateOptions {
+  /** Feeds to compare on; generated from the input metadata when absent. */
+  samples?: Record<string, Tensor>[];
+  /** Samples to generate when none are given. */
+  sampleCount: number;
+  /** Size of dynamic dimensions in generated samples: the first one, and any other. */
+  dynamicDims: { first: number; other: number };
+  /** Timed runs per model for the latency median. */
+  latencyRuns: number;
+  intraOpNumThreads: number;
+  seed: number;
+}
+
+export const DEFAULT_EVALUATE_OPTIONS: EvaluateOptions = {
+  sampleCount: 4,
+  dynamicDims: { first: 1, other: 32 },
+  latencyRuns: 15,
+  intraOpNumThreads: 1,
+  seed: 1234,
+};
+
+/**
+ * Upper bounds for integer inputs that index a table: an input read directly as the indices of
+ * a Gather on a constant keeps its values below the table's first dimension.
+ */
+function indexBounds(model: OnnxModel): Map<string, number> {
+  const graph = model.graph();
+  const tables = new Map(graph.initializers().map((t) => [t.name, t.dims[0] ?? 0]));
+  const bounds = new Map<string, number>();
+  for (const node of graph.nodes()) {
+    if (node.opType !== 'Gather') continue;
+    const [data, indices] = node.inputs;
+    const rows = data ? tables.get(data) : undefined;
+    if (indices && rows) bounds.set(indices, Math.min(bounds.get(indices) ?? Infinity, rows));
+  }
+  return bounds;
+}
+
+/** Generates feeds from a session's input metadata (documented defaults for dynamic dims). */
+export function generateSamples(session: InferenceSession, model: OnnxModel, options: EvaluateOptions): Record<string, Tensor>[] {
+  const rand = prng(options.seed);
+  const bounds = indexBounds(model);
+  const samples: Record<string, Tensor>[] = [];
+  for (let s = 0; s < options.sampleCount; s++) {
+    const feeds: Record<string, Tensor> = {};
+    for (const meta of session.inputMetadata) {
+      if (!meta.isTensor) throw new Error(`input "${meta.name}" is not a tensor`);
+      const dims = meta.shape.map((d, i) => (typeof d === 'number' && d >= 0 ? d : i === 0 ? options.dynamicDims.first : options.dynamicDims.other));
+      const n = dims.reduce((a, b) => a * b, 1);
+      const bound = bounds.get(meta.name) ?? 2;
+      const int = () => Math.floor(rand() * bound);
+      switch (meta.type) {
+        case 'float32':
+          feeds[meta.name] = new Tensor('float32', Float32Array.from({ length: n }, () => rand() * 2 - 1), dims);
+          break;
+        case 'float64':
+          feeds[meta.name] = new Tensor('float64', Float64Array.from({ length: n }, () => rand() * 2 - 1), dims);
+          break;
+        case 'int64':
+          feeds[meta.name] = new Tensor('int64', BigInt64Array.from({ length: n }, () => BigInt(int())), dims);
+          break;
+        case 'int32':
+          feeds[meta.name] = new Tensor('int32', Int32Array.from({ length: n }, int), dims);
+          break;
+        case 'bool':
+          feeds[meta.name] = new Tensor('bool', Uint8Array.from({ length: n }, () => (rand() < 0.5 ? 1 : 0)), dims);
+          break;
+        case 'string':
+          feeds[meta.name] = new Tensor('string', Array.from({ length: n }, () => 'sample'), dims);
+          break;
+        default:
+          throw new Error(`input "${meta.name}" has type ${meta.type}; give sample inputs in the upload's options`);
+      }
+    }
+    samples.push(feeds);
+  }
+  return samples;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+async function timedCreate(bytes: Uint8Array, threads: number): Promise<{ session: InferenceSession; ms: number }> {
+  const started = performance.now();
+  const session = await InferenceSession.create(bytes, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+  });
+  return { session, ms: performance.now() - started };
+}
+
+function agreement(a: Float32Array[], b: Float32Array[], dims: readonly number[]): OutputAgreement {
+  let maxAbs = 0;
+  let sumAbs = 0;
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  let count = 0;
+  let rows = 0;
+  let agree = 0;
+  const classes = dims.length === 2 && (dims[1] as number) > 1 ? (dims[1] as number) : 0;
+  a.forEach((x, s) => {
+    const y = b[s] as Float32Array;
+    for (let i = 0; i < x.length; i++) {
+      const u = x[i] as number;
+      const v = y[i] as number;
+      const d = Math.abs(u - v);
+      if (d > maxAbs || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
+      sumAbs += d;
+      dot += u * v;
+      na += u * u;
+      nb += v * v;
+      count++;
+    }
+    if (classes) {
+      for (let r = 0; r * classes < x.length; r++) {
+        let ia = 0;
+        let ib = 0;
+        for (let c = 1; c < classes; c++) {
+          if ((x[r * classes + c] as number) > (x[r * classes + ia] as number)) ia = c;
+          if ((y[r * classes + c] as number) > (y[r * classes + ib] as number)) ib = c;
+        }
+        rows++;
+        if (ia === ib) agree++;
+      }
+    }
+  });
+  const cosine = na === 0 && nb === 0 ? 1 : dot / (Math.sqrt(na) * Math.sqrt(nb) || 1);
+  const out: OutputAgreement = { maxAbsError: maxAbs, meanAbsError: count ? sumAbs / count : 0, cosine };
+  if (classes) out.top1Agreement = rows ? agree / rows : 1;
+  return out;
+}
+
+function asFloats(t: Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'string') return new Float32Array(0);
+  return Float32Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
+}
+
+/**
+ * Runs the original and the converted model on the same samples and measures what the
+ * conversion cost and bought: per-output error and agreement, bytes, median latency, session
+ * creation time. Both models run with the same session options, one after the other.
+ */
+export async function evaluate(original: Uint8Array, converted: Uint8Array, options: EvaluateOptions = DEFAULT_EVALUATE_OPTIONS): Promise<Evaluation> {
+  const a = await timedCreate(original, options.intraOpNumThreads);
+  const b = await timedCreate(converted, options.intraOpNumThreads);
+  try {
+    const samples = options.samples ?? generateSamples(a.session, OnnxModel.decode(original), options);
+    const names = a.session.outputNames;
+    const outA = new Map<string, Float32Array[]>(names.map((n) => [n, []]));
+    const outB = new Map<string, Float32Array[]>(names.map((n) => [n, []]));
+    const dims = new Map<string, readonly number[]>();
+    for (const feeds of samples) {
+      const ra = await a.session.run(feeds);
+      const rb = await b.session.run(feeds);
+      for (const n of names) {
+        const ta = ra[n];
+        const tb = rb[n];
+        if (!ta || !tb) throw new Error(`output "${n}" missing from a run`);
+        if (ta.type !== tb.type || ta.dims.join() !== tb.dims.join()) {
+          throw new Error(`output "${n}" changed: ${ta.type}[${ta.dims.join(',')}] became ${tb.type}[${tb.dims.join(',')}]`);
+        }
+        outA.get(n)?.push(asFloats(ta));
+        outB.get(n)?.push(asFloats(tb));
+        dims.set(n, ta.dims);
+      }
+    }
+    const outputs: Record<string, OutputAgreement> = {};
+    for (const n of names) outputs[n] = agreement(outA.get(n) ?? [], outB.get(n) ?? [], dims.get(n) ?? []);
+
+    const first = samples[0] ?? {};
+    const timesA: number[] = [];
+    const timesB: number[] = [];
+    for (let i = 0; i < options.latencyRuns + 2; i++) {
+      for (const [session, times] of [[a.session, timesA], [b.session, timesB]] as const) {
+        const started = performance.now();
+        await session.run(first);
+        if (i >= 2) times.push(performance.now() - started); // two warm-up runs each
+      }
+    }
+    const latA = median(timesA);
+    const latB = median(timesB);
+    return {
+      samples: samples.length,
+      outputs,
+      bytes: {
+        original: original.byteLength,
+        converted: converted.byteLength,
+        compressionPercent: ((original.byteLength - converted.byteLength) / original.byteLength) * 100,
+      },
+      latencyMs: { original: latA, converted: latB, speedup: latB > 0 ? latA / latB : 1 },
+      sessionCreateMs: { original: a.ms, converted: b.ms },
+    };
+  } finally {
+    await a.session.release();
+    await b.session.release();
+  }
+}

@@ -1,0 +1,197 @@
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { InferenceSession } from 'onnxruntime-node';
+import { ServiceUnavailableError } from '../errors';
+import { byOrt } from '../protocol/dtypes';
+import { keys } from '../registry/keys';
+import { MODEL_NAME_PATTERN, type TensorSpec } from '../registry/manifest';
+import { nextVersion, publishVersion } from '../registry/registry';
+import { sha256Hex } from '../storage/hash';
+import { isNotFound, type ObjectStore } from '../storage/object-store';
+import { parseUploadOptions } from './options';
+import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
+
+/** An upload the conversion was asked to process. */
+export interface UploadRef {
+  /** The object key as S3 holds it (already URL-decoded). */
+  key: string;
+  etag?: string;
+}
+
+/** `jobs/<model>/<job-id>.json`: what happened to one upload. */
+export interface JobReport {
+  jobId: string;
+  model: string;
+  status: 'succeeded' | 'failed';
+  /** Why a job failed, or why the published model is not the one asked for. */
+  reason?: string;
+  source: { key: string; etag?: string; bytes?: number; sha256?: string };
+  version?: number;
+  label?: string | null;
+  labelMoved?: boolean;
+  outcome?: PipelineResult['outcome'];
+  figures?: {
+    compressionPercent: number;
+    speedup: number;
+    outputs: PipelineResult['evaluation']['outputs'];
+    bytes: PipelineResult['evaluation']['bytes'];
+    latencyMs: PipelineResult['evaluation']['latencyMs'];
+    sessionCreateMs: PipelineResult['evaluation']['sessionCreateMs'];
+  };
+  gates?: PipelineResult['gates'];
+  startedAt: string;
+  finishedAt: string;
+  timingsMs: Record<string, number>;
+}
+
+export interface ConvertDeps {
+  store: ObjectStore;
+  maxModelBytes: number;
+  intraOpNumThreads: number;
+}
+
+const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.onnx$/;
+/** Where reports of uploads whose model name is not valid go: never a model's own prefix. */
+const REJECTED = '_rejected';
+
+/** A job id stable across deliveries of the same object: S3 delivers events at least once. */
+export function jobIdFor(upload: UploadRef): string {
+  return createHash('sha256').update(`${upload.key}\n${upload.etag ?? ''}`).digest('hex').slice(0, 24);
+}
+
+async function specsOf(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+  const session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
+  try {
+    const spec = (m: InferenceSession.ValueMetadata): TensorSpec => {
+      const info = m.isTensor ? byOrt(m.type) : undefined;
+      if (!m.isTensor || !info) throw new ConversionError(`"${m.name}" has a type onnxruntime-node cannot carry`);
+      return { name: m.name, datatype: info.oip, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
+    };
+    return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) };
+  } finally {
+    await session.release();
+  }
+}
+
+/** The upload's options file, parsed; a file that is not JSON is the upload's fault, not S3's. */
+async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
+  let bytes: Buffer;
+  try {
+    bytes = await store.getBytes(key);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new ConversionError(`options: ${key} is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Converts one upload and publishes the result: validate, convert, evaluate, then artifact,
+ * manifest, label (if the gates pass) and the job report, in that order. A bad upload ends in
+ * a failed report and publishes nothing; S3 failures are thrown so Lambda retries. A second
+ * delivery of the same object finds its report and does nothing.
+ */
+export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Promise<JobReport | undefined> {
+  const match = UPLOAD_KEY.exec(upload.key);
+  if (!match) return undefined; // not an upload (sidecars, other files): nothing to do
+  const [, model = '', file = ''] = match;
+  const jobId = jobIdFor(upload);
+  const validModel = MODEL_NAME_PATTERN.test(model) && !model.includes('..');
+  const reportKey = keys.job(validModel ? model : REJECTED, jobId);
+
+  const existing = await deps.store.getJson(reportKey);
+  if (existing !== undefined) return existing as JobReport;
+
+  const startedAt = new Date().toISOString();
+  const timingsMs: Record<string, number> = {};
+  const report: JobReport = { jobId, model, status: 'failed', source: { key: upload.key, etag: upload.etag }, startedAt, finishedAt: startedAt, timingsMs };
+  const finish = async (): Promise<JobReport> => {
+    report.finishedAt = new Date().toISOString();
+    await deps.store.put(reportKey, JSON.stringify(report, null, 2), 'application/json');
+    return report;
+  };
+
+  try {
+    if (!validModel) throw new ConversionError(`model name "${model}" must match ${MODEL_NAME_PATTERN.source}`);
+    let started = performance.now();
+    const head = await deps.store.head(upload.key);
+    if (!head) throw new ConversionError(`upload ${upload.key} no longer exists`);
+    if (head.bytes > deps.maxModelBytes) throw new ConversionError(`model is ${head.bytes} bytes, over the ${deps.maxModelBytes}-byte limit`);
+    const source = await deps.store.getBytes(upload.key, { expectedBytes: head.bytes });
+    report.source = { key: upload.key, etag: upload.etag ?? head.etag, bytes: source.byteLength, sha256: sha256Hex(source) };
+    const options = parseUploadOptions(await readSidecar(deps.store, `uploads/${model}/${file}.json`));
+    timingsMs.fetch = performance.now() - started;
+
+    started = performance.now();
+    await validateModel(source, deps.maxModelBytes);
+    timingsMs.validate = performance.now() - started;
+
+    options.pipeline.evaluate.intraOpNumThreads = deps.intraOpNumThreads;
+    const result = await convertModel(source, options.pipeline);
+    Object.assign(timingsMs, result.timingsMs);
+    const specs = await specsOf(result.artifact);
+
+    started = performance.now();
+    const passed = result.gates.passed;
+    const moveLabel = passed && options.label !== null;
+    let version = await nextVersion(deps.store, model);
+    for (let attempt = 0; ; attempt++) {
+      const published = await publishVersion(
+        deps.store,
+        {
+          model,
+          version,
+          ...specs,
+          source: report.source,
+          conversion: {
+            jobId,
+            mode: options.pipeline.mode,
+            outcome: result.outcome,
+            reason: result.reason,
+            quantization: result.quantization,
+            optimization: result.optimization,
+            ...(options.classLabels ? { classLabels: options.classLabels } : {}),
+          },
+          evaluation: { passed, ...result.evaluation, gates: result.gates },
+        },
+        result.artifact,
+        moveLabel ? (options.label as string) : undefined,
+      );
+      if (published) break;
+      if (attempt >= 20) throw new ServiceUnavailableError(`could not claim a version of ${model}: every attempt was taken`);
+      version++;
+    }
+    timingsMs.publish = performance.now() - started;
+
+    Object.assign(report, {
+      status: 'succeeded',
+      version,
+      label: options.label,
+      labelMoved: moveLabel,
+      outcome: result.outcome,
+      reason: result.reason ?? (passed ? undefined : `gates failed: ${result.gates.failures.join('; ')}; published as a candidate, no label moved`),
+      figures: {
+        compressionPercent: result.evaluation.bytes.compressionPercent,
+        speedup: result.evaluation.latencyMs.speedup,
+        outputs: result.evaluation.outputs,
+        bytes: result.evaluation.bytes,
+        latencyMs: result.evaluation.latencyMs,
+        sessionCreateMs: result.evaluation.sessionCreateMs,
+      },
+      gates: result.gates,
+    });
+    return await finish();
+  } catch (err) {
+    // S3 trouble is transient: throw, so Lambda retries (bounded in serverless.yml). Anything
+    // else is about this upload and would fail again: report it and return normally.
+    if (err instanceof ServiceUnavailableError) throw err;
+    if (err instanceof ConversionError) report.reason = err.message;
+    else if (isNotFound(err)) report.reason = `upload ${upload.key} no longer exists`;
+    else report.reason = `conversion failed: ${((err as Error)?.message ?? String(err)).slice(0, 500)}`;
+    return finish();
+  }
+}

@@ -1,0 +1,110 @@
+import type { Tensor } from 'onnxruntime-node';
+import { byOip } from '../protocol/dtypes';
+import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tensor-codec';
+import { checkLabel } from '../registry/manifest';
+import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
+import type { QuantizationMode } from './quantize';
+
+/** What an upload's sidecar (`uploads/<model>/<file>.json`) may say. */
+export interface UploadOptions {
+  pipeline: PipelineOptions;
+  /** Label to move when the gates pass; `null` publishes without moving any label. */
+  label: string | null;
+  /** Class names for classification outputs, kept in the manifest. */
+  classLabels?: string[];
+}
+
+const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'fp16', 'none'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels'];
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function fail(message: string): never {
+  throw new ConversionError(`options: ${message}`);
+}
+
+function number(value: unknown, key: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) fail(`"${key}" must be a number in [${min}, ${max}]`);
+  return value;
+}
+
+/** One sample: `{input: {shape, datatype, data}}`, in OIP terms, decoded with the serving codec. */
+function sample(value: unknown, index: number): Record<string, Tensor> {
+  if (!isObject(value)) fail(`sampleInputs[${index}] must be an object of named inputs`);
+  const feeds: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(value)) {
+    if (!isObject(t)) fail(`sampleInputs[${index}].${name} must be {shape, datatype, data}`);
+    const info = typeof t.datatype === 'string' ? byOip(t.datatype) : undefined;
+    if (!info) fail(`sampleInputs[${index}].${name}.datatype is not a known datatype`);
+    try {
+      const shape = checkShapeValues(name, t.shape);
+      feeds[name] = toOrtTensor(name, info, shape, flattenToShape(name, t.data, shape));
+    } catch (err) {
+      fail(`sampleInputs[${index}]: ${(err as Error).message}`);
+    }
+  }
+  return feeds;
+}
+
+/**
+ * Reads and checks an upload's options. Unknown keys are an error, not silently ignored: a
+ * misspelt gate must not publish a model the user meant to hold back.
+ */
+export function parseUploadOptions(raw: unknown): UploadOptions {
+  const pipeline: PipelineOptions = { ...DEFAULT_PIPELINE_OPTIONS, gates: { ...DEFAULT_PIPELINE_OPTIONS.gates }, evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate } };
+  const out: UploadOptions = { pipeline, label: 'stable' };
+  if (raw === undefined) return out;
+  if (!isObject(raw)) fail('the sidecar must hold a JSON object');
+  const unknown = Object.keys(raw).filter((k) => !KNOWN_KEYS.includes(k));
+  if (unknown.length > 0) fail(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}; known keys: ${KNOWN_KEYS.join(', ')}`);
+
+  if (raw.mode !== undefined) {
+    if (!MODES.includes(raw.mode as QuantizationMode)) fail(`"mode" must be one of ${MODES.join(', ')}`);
+    pipeline.mode = raw.mode as QuantizationMode;
+  }
+  if (raw.gates !== undefined) {
+    if (!isObject(raw.gates)) fail('"gates" must be an object {minCosine?, minTop1?}');
+    const extra = Object.keys(raw.gates).filter((k) => k !== 'minCosine' && k !== 'minTop1');
+    if (extra.length) fail(`unknown gate ${extra.map((k) => `"${k}"`).join(', ')}; gates are minCosine, minTop1`);
+    if (raw.gates.minCosine !== undefined) pipeline.gates.minCosine = number(raw.gates.minCosine, 'gates.minCosine', -1, 1);
+    if (raw.gates.minTop1 !== undefined) pipeline.gates.minTop1 = number(raw.gates.minTop1, 'gates.minTop1', 0, 1);
+  }
+  if (raw.label !== undefined) {
+    if (raw.label === null) out.label = null;
+    else if (typeof raw.label === 'string') {
+      try {
+        out.label = checkLabel(raw.label);
+      } catch (err) {
+        fail((err as Error).message);
+      }
+    } else fail('"label" must be a label name or null');
+  }
+  if (raw.keepFloat !== undefined) {
+    if (!Array.isArray(raw.keepFloat) || !raw.keepFloat.every((k) => typeof k === 'string')) fail('"keepFloat" must be an array of node or output names');
+    pipeline.keepFloat = raw.keepFloat;
+  }
+  if (raw.minElements !== undefined) pipeline.minElements = number(raw.minElements, 'minElements', 0, 2 ** 31);
+  if (raw.minGatherElements !== undefined) pipeline.minGatherElements = number(raw.minGatherElements, 'minGatherElements', 0, 2 ** 31);
+  if (raw.reduceRange !== undefined) {
+    if (typeof raw.reduceRange !== 'boolean') fail('"reduceRange" must be true or false');
+    pipeline.reduceRange = raw.reduceRange;
+  }
+  if (raw.dynamicDims !== undefined) {
+    if (!isObject(raw.dynamicDims)) fail('"dynamicDims" must be {first, other}');
+    pipeline.evaluate.dynamicDims = {
+      first: number(raw.dynamicDims.first ?? pipeline.evaluate.dynamicDims.first, 'dynamicDims.first', 1, 4096),
+      other: number(raw.dynamicDims.other ?? pipeline.evaluate.dynamicDims.other, 'dynamicDims.other', 1, 65536),
+    };
+  }
+  if (raw.sampleInputs !== undefined) {
+    if (!Array.isArray(raw.sampleInputs) || raw.sampleInputs.length === 0) fail('"sampleInputs" must be a non-empty array');
+    pipeline.evaluate.samples = raw.sampleInputs.map(sample);
+  }
+  if (raw.classLabels !== undefined) {
+    if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');
+    out.classLabels = raw.classLabels;
+  }
+  return out;
+}

@@ -1,0 +1,199 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { InferenceSession } from 'onnxruntime-node';
+import { OnnxModel } from '../onnx/model';
+import { checkServable } from '../runtime/model-session';
+import { DEFAULT_EVALUATE_OPTIONS, evaluate, type EvaluateOptions, type Evaluation } from './evaluate';
+import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
+
+/** Accuracy gates a converted model must pass to move its label. */
+export interface Gates {
+  /** Minimum cosine similarity of every output. */
+  minCosine: number;
+  /** Minimum top-1 agreement of classification-shaped outputs. */
+  minTop1: number;
+}
+
+export const DEFAULT_GATES: Gates = { minCosine: 0.99, minTop1: 0.99 };
+
+export interface PipelineOptions {
+  mode: QuantizationMode;
+  gates: Gates;
+  minElements: number;
+  minGatherElements: number;
+  keepFloat: string[];
+  reduceRange: boolean;
+  /** Offline graph optimization level; `extended` stays portable across x86-64 CPUs. */
+  optimizationLevel: 'basic' | 'extended';
+  evaluate: EvaluateOptions;
+}
+
+export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
+  mode: 'int8-dynamic',
+  gates: DEFAULT_GATES,
+  minElements: 4096,
+  minGatherElements: 65536,
+  keepFloat: [],
+  reduceRange: false,
+  optimizationLevel: 'extended',
+  evaluate: DEFAULT_EVALUATE_OPTIONS,
+};
+
+/** A model that cannot be converted, and why (reported, never retried). */
+export class ConversionError extends Error {
+  override readonly name = 'ConversionError';
+}
+
+export interface GateResult {
+  passed: boolean;
+  failures: string[];
+}
+
+export interface PipelineResult {
+  artifact: Uint8Array;
+  /** What was published: the quantized model, or the optimized float model when quantization failed its gates. */
+  outcome: 'converted' | 'float-fallback';
+  reason?: string;
+  quantization: QuantizeReport;
+  optimization: {
+    level: string;
+    kept: boolean;
+    agrees: boolean;
+    createMs: { before: number; after: number };
+    bytes: { before: number; after: number };
+  };
+  evaluation: Evaluation;
+  gates: Gates & GateResult;
+  timingsMs: Record<string, number>;
+}
+
+/** The checks every upload passes before any conversion work: readable, servable, loadable. */
+export async function validateModel(bytes: Uint8Array, maxBytes: number): Promise<void> {
+  if (bytes.byteLength > maxBytes) throw new ConversionError(`model is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
+  try {
+    checkServable(bytes, 'upload');
+  } catch (err) {
+    throw new ConversionError((err as Error).message.replace(/^model upload /, ''));
+  }
+  const model = OnnxModel.decode(bytes);
+  const main = model.opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx');
+  if (!main) throw new ConversionError('the model imports no default (ai.onnx) opset');
+  if (main.version > MAX_OPSET) {
+    throw new ConversionError(`opset ${main.version} is newer than onnxruntime-node 1.30 supports (at most ${MAX_OPSET})`);
+  }
+  let session: InferenceSession | undefined;
+  try {
+    session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
+  } catch (err) {
+    throw new ConversionError(`onnxruntime cannot load the model: ${(err as Error).message.slice(0, 400)}`);
+  } finally {
+    await session?.release();
+  }
+}
+
+/** Highest default-domain opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused). */
+export const MAX_OPSET = 26;
+
+function checkGates(evaluation: Evaluation, gates: Gates): Gates & GateResult {
+  const failures: string[] = [];
+  for (const [name, o] of Object.entries(evaluation.outputs)) {
+    if (!(o.cosine >= gates.minCosine)) failures.push(`output "${name}": cosine ${o.cosine.toFixed(5)} < ${gates.minCosine}`);
+    if (o.top1Agreement !== undefined && !(o.top1Agreement >= gates.minTop1)) {
+      failures.push(`output "${name}": top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}% < ${gates.minTop1 * 100}%`);
+    }
+  }
+  return { ...gates, passed: failures.length === 0, failures };
+}
+
+/** Runs onnxruntime's graph optimizations offline and returns the optimized model's bytes. */
+async function optimizeOffline(bytes: Uint8Array, level: 'basic' | 'extended', threads: number): Promise<Uint8Array> {
+  const dir = mkdtempSync(join(tmpdir(), 'optimize-'));
+  const path = join(dir, 'optimized.onnx');
+  try {
+    const session = await InferenceSession.create(bytes, {
+      graphOptimizationLevel: level,
+      optimizedModelFilePath: path,
+      intraOpNumThreads: threads,
+      logSeverityLevel: 3,
+    });
+    await session.release();
+    return new Uint8Array(readFileSync(path));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    const s = await InferenceSession.create(bytes, { intraOpNumThreads: threads, logSeverityLevel: 3 });
+    best = Math.min(best, performance.now() - started);
+    await s.release();
+  }
+  return best;
+}
+
+/** Quantizes (per mode), then optimizes offline; keeps the optimized graph if it loads faster and agrees. */
+async function transform(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, timings: Record<string, number>) {
+  let started = performance.now();
+  const model = OnnxModel.decode(source);
+  const quantization = quantizeModel(model, { ...options, mode });
+  const quantized = mode === 'none' ? source : model.encode();
+  timings.quantize = performance.now() - started;
+
+  started = performance.now();
+  const threads = options.evaluate.intraOpNumThreads;
+  const optimized = await optimizeOffline(quantized, options.optimizationLevel, threads);
+  const before = await createMs(quantized, threads);
+  const after = await createMs(optimized, threads);
+  const check = await evaluate(quantized, optimized, { ...options.evaluate, latencyRuns: 1, sampleCount: 2 });
+  const agrees = Object.values(check.outputs).every((o) => o.cosine >= 0.9999);
+  // Constant folding can undo compression (a float16 weight's Cast folds back to float32):
+  // an optimized graph that grows the artifact is not kept.
+  const kept = agrees && after < before && optimized.byteLength <= quantized.byteLength * 1.05;
+  timings.optimize = performance.now() - started;
+  return {
+    artifact: kept ? optimized : quantized,
+    quantization,
+    optimization: {
+      level: options.optimizationLevel,
+      kept,
+      agrees,
+      createMs: { before, after },
+      bytes: { before: quantized.byteLength, after: optimized.byteLength },
+    },
+  };
+}
+
+/**
+ * Converts a validated model: quantize, optimize, evaluate against the original, gate. When
+ * the quantized model fails its gates, the optimized float model is evaluated and returned
+ * instead (a model that serves correctly beats a smaller one that does not); the result says
+ * which and why.
+ */
+export async function convertModel(source: Uint8Array, options: PipelineOptions): Promise<PipelineResult> {
+  const timingsMs: Record<string, number> = {};
+  const first = await transform(source, options.mode, options, timingsMs);
+  let started = performance.now();
+  const evaluation = await evaluate(source, first.artifact, options.evaluate);
+  timingsMs.evaluate = performance.now() - started;
+  const gates = checkGates(evaluation, options.gates);
+  if (gates.passed || options.mode === 'none') {
+    return { ...first, outcome: 'converted', evaluation, gates, timingsMs };
+  }
+  const fallback = await transform(source, 'none', options, timingsMs);
+  started = performance.now();
+  const fallbackEvaluation = await evaluate(source, fallback.artifact, options.evaluate);
+  timingsMs.evaluateFallback = performance.now() - started;
+  return {
+    ...fallback,
+    outcome: 'float-fallback',
+    reason: `${options.mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
+    evaluation: fallbackEvaluation,
+    gates: checkGates(fallbackEvaluation, options.gates),
+    timingsMs,
+  };
+}

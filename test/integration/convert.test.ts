@@ -1,0 +1,193 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Event } from 'aws-lambda';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { buildConvertHandler } from '../../handlers/s3/convert-handler';
+import type { JobReport } from '../../lib/convert/job';
+import { keys } from '../../lib/registry/keys';
+import { ObjectStore } from '../../lib/storage/object-store';
+import { createTestApp, type TestApp } from '../helpers/app';
+import { httpEvent, lambdaContext } from '../helpers/events';
+import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
+import { denseStackModel, mlpModel, ONNX, prng, sileroVadModel, uncarriableOutputModel } from '../helpers/models';
+
+let s3: LocalS3;
+let store: ObjectStore;
+let serving: TestApp;
+let convert: ReturnType<typeof buildConvertHandler>;
+
+beforeAll(async () => {
+  s3 = await startLocalS3();
+  store = new ObjectStore(s3.client(), s3.bucket);
+  convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
+  serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
+});
+
+afterAll(async () => {
+  await serving?.dispose();
+  await s3?.stop();
+});
+
+/** An S3 ObjectCreated:Put event as AWS delivers it: the key URL-encoded, spaces as '+'. */
+function s3Event(key: string, etag: string, encode = true): S3Event {
+  const encoded = encode ? encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+') : key;
+  return {
+    Records: [
+      {
+        eventVersion: '2.1',
+        eventSource: 'aws:s3',
+        awsRegion: 'us-east-1',
+        eventTime: new Date().toISOString(),
+        eventName: 'ObjectCreated:Put',
+        userIdentity: { principalId: 'AWS:EXAMPLE' },
+        requestParameters: { sourceIPAddress: '127.0.0.1' },
+        responseElements: { 'x-amz-request-id': 'req', 'x-amz-id-2': 'id2' },
+        s3: {
+          s3SchemaVersion: '1.0',
+          configurationId: 'convert',
+          bucket: { name: s3.bucket, ownerIdentity: { principalId: 'EXAMPLE' }, arn: `arn:aws:s3:::${s3.bucket}` },
+          object: { key: encoded, size: 0, eTag: etag, sequencer: '0055AED6DCD90281E5' },
+        },
+      },
+    ],
+  };
+}
+
+async function upload(key: string, body: Uint8Array | string, sidecar?: unknown): Promise<string> {
+  if (sidecar !== undefined) {
+    await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key.replace(/\.onnx$/, '.json'), Body: JSON.stringify(sidecar) }));
+  }
+  const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
+  return (out.ETag ?? '').replace(/"/g, '');
+}
+
+async function runConvert(key: string, body: Uint8Array | string, sidecar?: unknown, encode = true): Promise<JobReport> {
+  const etag = await upload(key, body, sidecar);
+  const result = await convert(s3Event(key, etag, encode), lambdaContext('convert'));
+  expect(result.reports).toHaveLength(1);
+  return result.reports[0]!;
+}
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  return store.listKeys(prefix);
+}
+
+describe('conversion: an upload becomes an evaluated, versioned model', () => {
+  const original = denseStackModel(256, 4);
+
+  test('int8-dynamic: published with its figures, label moved, served, and the answers agree', async () => {
+    const report = await runConvert('uploads/dense/first model.onnx', original);
+    expect(report).toMatchObject({ status: 'succeeded', model: 'dense', version: 1, label: 'stable', labelMoved: true, outcome: 'converted' });
+    expect(report.figures!.compressionPercent).toBeGreaterThan(70);
+    expect(report.figures!.outputs.y!.cosine).toBeGreaterThanOrEqual(0.99);
+    expect(report.gates).toMatchObject({ passed: true, minCosine: 0.99, failures: [] });
+
+    const manifest = (await store.getJson(keys.manifest('dense', 1))) as Record<string, any>;
+    expect(manifest).toMatchObject({
+      model: 'dense',
+      version: 1,
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 256] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 256] }],
+      source: { key: 'uploads/dense/first model.onnx', bytes: original.byteLength },
+      conversion: { mode: 'int8-dynamic', outcome: 'converted', quantization: { rewritten: { MatMul: 4 } } },
+      evaluation: { passed: true, bytes: { original: original.byteLength } },
+    });
+    expect(await store.getJson(keys.alias('dense', 'stable'))).toMatchObject({ version: 1 });
+    expect(await store.getJson(keys.job('dense', report.jobId))).toMatchObject({ status: 'succeeded', version: 1 });
+
+    const rand = prng(77);
+    const x = Array.from({ length: 256 }, () => rand() * 2 - 1);
+    const res = (await serving.handler(
+      httpEvent('POST', '/v2/models/dense/infer', { body: { inputs: [{ name: 'x', shape: [1, 256], datatype: 'FP32', data: x }] } }),
+      lambdaContext(),
+    )) as { statusCode: number; body: string };
+    expect(res.statusCode).toBe(200);
+    const served = (JSON.parse(res.body) as { model_version: string; outputs: { data: number[] }[] });
+    expect(served.model_version).toBe('1');
+    const session = await InferenceSession.create(original);
+    const expected = (await session.run({ x: new Tensor('float32', Float32Array.from(x), [1, 256]) })).y!.data as Float32Array;
+    await session.release();
+    const got = served.outputs[0]!.data;
+    let dot = 0, na = 0, nb = 0;
+    got.forEach((g, i) => { dot += g * expected[i]!; na += g * g; nb += expected[i]! * expected[i]!; });
+    expect(dot / Math.sqrt(na * nb)).toBeGreaterThan(0.99);
+  });
+
+  test('the same event delivered again publishes nothing new', async () => {
+    const etag = (await store.head('uploads/dense/first model.onnx'))!.etag;
+    const again = await convert(s3Event('uploads/dense/first model.onnx', etag), lambdaContext('convert'));
+    expect(again.reports[0]).toMatchObject({ status: 'succeeded', version: 1 });
+    expect((await keysUnder('models/dense/')).filter((k) => k.endsWith('manifest.json'))).toEqual(['models/dense/1/manifest.json']);
+  });
+
+  test('a second upload gets the next version; raw (unencoded) keys from the local S3 work too', async () => {
+    const report = await runConvert('uploads/dense/second model.onnx', denseStackModel(256, 4, 9), { mode: 'fp16' }, false);
+    expect(report).toMatchObject({ status: 'succeeded', version: 2, labelMoved: true });
+    expect(report.figures!.compressionPercent).toBeGreaterThan(45);
+  });
+
+  test('sidecar: no label move, and the gates are the upload\'s own', async () => {
+    const report = await runConvert('uploads/dense/candidate.onnx', denseStackModel(256, 4, 10), { label: null, gates: { minCosine: 0.9 } });
+    expect(report).toMatchObject({ status: 'succeeded', version: 3, label: null, labelMoved: false });
+    expect(await store.getJson(keys.alias('dense', 'stable'))).toMatchObject({ version: 2 });
+  });
+
+  test('a quantized model that fails its gates falls back to the optimized float model', async () => {
+    const report = await runConvert('uploads/strict/model.onnx', denseStackModel(256, 4, 11), { gates: { minCosine: 0.9999999 } });
+    expect(report).toMatchObject({ status: 'succeeded', version: 1, outcome: 'float-fallback', labelMoved: true });
+    expect(report.reason).toMatch(/^int8-dynamic failed its gates \(output "y": cosine 0\.\d+ < 0\.9999999\); published the optimized float model instead$/);
+    expect(report.figures!.outputs.y!.cosine).toBeGreaterThan(0.9999999);
+  });
+
+  test('Silero VAD (Constant weights inside If branches) in fp16 with sample inputs from the sidecar', async () => {
+    const audio = Array.from({ length: 576 }, (_, i) => Math.sin(i / 5) * 0.3);
+    const report = await runConvert('uploads/vad/silero.onnx', sileroVadModel(), {
+      mode: 'fp16',
+      minElements: 1024,
+      sampleInputs: [
+        {
+          input: { shape: [1, 576], datatype: 'FP32', data: audio },
+          state: { shape: [2, 1, 128], datatype: 'FP32', data: new Array(256).fill(0) },
+          sr: { shape: [], datatype: 'INT64', data: [16000] },
+        },
+      ],
+    });
+    expect(report).toMatchObject({ status: 'succeeded', version: 1, labelMoved: true });
+    expect(report.figures!.compressionPercent).toBeGreaterThan(20);
+    expect(report.figures!.outputs.output!.cosine).toBeGreaterThan(0.999);
+  });
+});
+
+describe('broken uploads: a failure report, nothing published, no retry', () => {
+  test.each([
+    ['not protobuf', 'uploads/broken/text.onnx', 'this is not a model', /^model upload is not a readable ONNX file|is not a readable ONNX file/],
+    ['truncated', 'uploads/broken/truncated.onnx', mlpModel().subarray(0, 100), /not a readable ONNX file: length \d+ runs past the end of its message|truncated/],
+    ['an INT4 output', 'uploads/broken/int4.onnx', uncarriableOutputModel(ONNX.INT4), /output "y" has datatype INT4/],
+    ['an empty file', 'uploads/broken/empty.onnx', new Uint8Array(0), /no graph in the model/],
+  ])('%s', async (_name, key, body, reason) => {
+    const report = await runConvert(key, body);
+    expect(report.status).toBe('failed');
+    expect(report.reason).toMatch(reason);
+    expect(await keysUnder('models/broken/')).toEqual([]);
+    expect(await store.getJson(keys.job('broken', report.jobId))).toMatchObject({ status: 'failed', reason: report.reason });
+  });
+
+  test('unknown sidecar keys are an error in the report, not ignored', async () => {
+    const report = await runConvert('uploads/opts/model.onnx', mlpModel(), { mode: 'int8-dynamic', gate: { minCosine: 0.5 } });
+    expect(report).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^options: unknown key "gate"; known keys: mode, gates, /) });
+    const bad = await runConvert('uploads/opts/other.onnx', mlpModel(), { mode: 'int3' });
+    expect(bad.reason).toBe('options: "mode" must be one of int8-dynamic, fp16, none');
+    expect(await keysUnder('models/opts/')).toEqual([]);
+  });
+
+  test('an invalid model name is reported outside any model\'s prefix', async () => {
+    const report = await runConvert('uploads/Bad Name/model.onnx', mlpModel());
+    expect(report).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^model name "Bad Name" must match/) });
+    expect(await store.getJson(keys.job('_rejected', report.jobId))).toMatchObject({ status: 'failed' });
+  });
+
+  test('files outside uploads/<model>/<file>.onnx are ignored', async () => {
+    const etag = await upload('models/dense/1/extra.onnx', 'x');
+    expect(await convert(s3Event('models/dense/1/extra.onnx', etag), lambdaContext('convert'))).toEqual({ reports: [] });
+  });
+});
