@@ -87,23 +87,57 @@ describe('serverless package', () => {
     expect(readdirSync(join(LAYER, 'nodejs', 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux'))).toEqual(['x64']);
   });
 
-  test('IAM: one role for infer, reading models/ only; no wildcard action or resource anywhere', () => {
+  test('the convert function: layer, memory, S3 trigger on uploads/*.onnx, bounded retries, failure queue', () => {
+    const fn = template.Resources.ConvertLambdaFunction!;
+    expect(fn.Properties).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Handler: 'handlers/convert.handler',
+      MemorySize: 3008,
+      Timeout: 900,
+      Layers: [{ Ref: 'OnnxruntimeLambdaLayer' }],
+      Role: { 'Fn::GetAtt': ['ConvertRole', 'Arn'] },
+    });
+    expect(fn.Properties.Environment.Variables).toMatchObject({ MODELS_BUCKET: 'onnx-lambda-test-models', MAX_MODEL_MB: '500' });
+    expect(fn.Properties.Environment.Variables.API_KEY_HASHES).toBeUndefined();
+    expect(statSync(join(pkgDir, 'convert.zip')).size).toBeLessThanOrEqual(5 * MB);
+    const bucket = template.Resources.S3BucketModels!;
+    expect(bucket.Properties.NotificationConfiguration.LambdaConfigurations).toEqual([
+      {
+        Event: 's3:ObjectCreated:*',
+        Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
+        Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.onnx' }] } },
+      },
+    ]);
+    const [, invokeConfig] = resourcesOf('AWS::Lambda::EventInvokeConfig')[0]!;
+    expect(invokeConfig.Properties).toMatchObject({
+      FunctionName: { Ref: 'ConvertLambdaFunction' },
+      MaximumRetryAttempts: 2,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['ConvertFailureQueue', 'Arn'] } } },
+    });
+  });
+
+  test('IAM: one role per function, each with only what it uses; no wildcard action or resource anywhere', () => {
     const roles = resourcesOf('AWS::IAM::Role');
-    expect(roles.map(([name]) => name)).toEqual(['InferRole']);
-    const statements = roles.flatMap(([, r]) => r.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement));
-    expect(statements).toEqual([
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::onnx-lambda-test-models/models/*' },
-      {
-        Effect: 'Allow',
-        Action: 's3:ListBucket',
-        Resource: 'arn:aws:s3:::onnx-lambda-test-models',
-        Condition: { StringLike: { 's3:prefix': 'models/*' } },
-      },
-      {
-        Effect: 'Allow',
-        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        Resource: { 'Fn::Sub': 'arn:aws:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/onnx-lambda-test-infer:*' },
-      },
+    expect(roles.map(([name]) => name).sort()).toEqual(['ConvertRole', 'InferRole']);
+    const statementsOf = (role: string) =>
+      template.Resources[role]!.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
+    const bucket = 'arn:aws:s3:::onnx-lambda-test-models';
+    const logs = (fn: string) => ({
+      Effect: 'Allow',
+      Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      Resource: { 'Fn::Sub': `arn:aws:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/onnx-lambda-test-${fn}:*` },
+    });
+    expect(statementsOf('InferRole')).toEqual([
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: `${bucket}/models/*` },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': 'models/*' } } },
+      logs('infer'),
+    ]);
+    expect(statementsOf('ConvertRole')).toEqual([
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: [`${bucket}/uploads/*`, `${bucket}/models/*`, `${bucket}/jobs/*`] },
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: [`${bucket}/models/*`, `${bucket}/jobs/*`] },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': ['uploads/*', 'models/*', 'jobs/*'] } } },
+      { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': ['ConvertFailureQueue', 'Arn'] } },
+      logs('convert'),
     ]);
     // Nothing broader anywhere in the template: no Allow statement has a "*" action, resource
     // or principal. The one wildcard serverless itself writes is a Deny: its deployment
@@ -120,7 +154,7 @@ describe('serverless package', () => {
     collect(template);
     const wild = (v: unknown) => [v].flat().some((x) => x === '*' || (typeof x === 'string' && /^[a-z0-9-]+:\*$/.test(x)));
     const allows = all.filter((s) => s.Effect === 'Allow');
-    expect(allows.length).toBeGreaterThanOrEqual(4);
+    expect(allows.length).toBeGreaterThanOrEqual(8);
     for (const s of allows) {
       expect(wild(s.Action)).toBe(false);
       expect(wild(s.Resource)).toBe(false);
@@ -146,7 +180,7 @@ describe('serverless package', () => {
     expect(api.Properties.CorsConfiguration).toBeUndefined();
     const [, stage] = resourcesOf('AWS::ApiGatewayV2::Stage')[0]!;
     expect(stage.Properties.DefaultRouteSettings).toEqual({ ThrottlingBurstLimit: 200, ThrottlingRateLimit: 100 });
-    const bucket = template.Resources.ModelsBucket!;
+    const bucket = template.Resources.S3BucketModels!;
     expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
       BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
     });
