@@ -54,6 +54,39 @@ const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.onnx$/;
 /** Where reports of uploads whose model name is not valid go: never a model's own prefix. */
 const REJECTED = '_rejected';
 
+const modelLocks = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs `work` after every earlier publish of the same model in this process has finished.
+ * Across processes S3's conditional write (If-None-Match) keeps versions distinct; the local
+ * S3 ignores that header, and its uploads all convert in one process, where this lock does.
+ */
+async function withModelLock<T>(model: string, work: () => Promise<T>): Promise<T> {
+  const previous = modelLocks.get(model) ?? Promise.resolve();
+  const run = previous.then(work, work);
+  const settled = run.catch(() => undefined);
+  modelLocks.set(model, settled);
+  try {
+    return await run;
+  } finally {
+    if (modelLocks.get(model) === settled) modelLocks.delete(model);
+  }
+}
+
+/** Publishes under the next free version, taking the one after when another publisher was first. */
+async function publishNextVersion(
+  store: ObjectStore,
+  manifest: Omit<Parameters<typeof publishVersion>[1], 'version'>,
+  artifact: Uint8Array,
+  label: string | undefined,
+): Promise<number> {
+  let version = await nextVersion(store, manifest.model);
+  for (let attempt = 0; attempt < 20; attempt++, version++) {
+    if (await publishVersion(store, { ...manifest, version }, artifact, label)) return version;
+  }
+  throw new ServiceUnavailableError(`could not claim a version of ${manifest.model}: 20 attempts were taken by other publishers`);
+}
+
 /** A job id stable across deliveries of the same object: S3 delivers events at least once. */
 export function jobIdFor(upload: UploadRef): string {
   return createHash('sha256').update(`${upload.key}\n${upload.etag ?? ''}`).digest('hex').slice(0, 24);
@@ -138,33 +171,23 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     started = performance.now();
     const passed = result.gates.passed;
     const moveLabel = passed && options.label !== null;
-    let version = await nextVersion(deps.store, model);
-    for (let attempt = 0; ; attempt++) {
-      const published = await publishVersion(
-        deps.store,
-        {
-          model,
-          version,
-          ...specs,
-          source: report.source,
-          conversion: {
-            jobId,
-            mode: options.pipeline.mode,
-            outcome: result.outcome,
-            reason: result.reason,
-            quantization: result.quantization,
-            optimization: result.optimization,
-            ...(options.classLabels ? { classLabels: options.classLabels } : {}),
-          },
-          evaluation: { passed, ...result.evaluation, gates: result.gates },
-        },
-        result.artifact,
-        moveLabel ? (options.label as string) : undefined,
-      );
-      if (published) break;
-      if (attempt >= 20) throw new ServiceUnavailableError(`could not claim a version of ${model}: every attempt was taken`);
-      version++;
-    }
+    const manifest = {
+      model,
+      ...specs,
+      source: report.source,
+      conversion: {
+        jobId,
+        mode: options.pipeline.mode,
+        outcome: result.outcome,
+        reason: result.reason,
+        quantization: result.quantization,
+        optimization: result.optimization,
+        ...(options.classLabels ? { classLabels: options.classLabels } : {}),
+      },
+      evaluation: { passed, ...result.evaluation, gates: result.gates },
+    };
+    const label = moveLabel ? (options.label as string) : undefined;
+    const version = await withModelLock(model, () => publishNextVersion(deps.store, manifest, result.artifact, label));
     timingsMs.publish = performance.now() - started;
 
     Object.assign(report, {

@@ -132,6 +132,19 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
     expect(await store.getJson(keys.alias('dense', 'stable'))).toMatchObject({ version: 2 });
   });
 
+  test('two different uploads racing publish two distinct versions', async () => {
+    const [a, b] = [denseStackModel(128, 2, 21), denseStackModel(128, 2, 22)];
+    const [etagA, etagB] = [await upload('uploads/race/a.onnx', a), await upload('uploads/race/b.onnx', b)];
+    const results = await Promise.all([
+      convert(s3Event('uploads/race/a.onnx', etagA), lambdaContext('convert')),
+      convert(s3Event('uploads/race/b.onnx', etagB), lambdaContext('convert')),
+    ]);
+    const versions = results.map((r) => r.reports[0]!.version).sort();
+    expect(versions).toEqual([1, 2]);
+    const manifests = await Promise.all([1, 2].map((v) => store.getJson(keys.manifest('race', v)) as Promise<Record<string, any>>));
+    expect(manifests.map((m) => m.source.key).sort()).toEqual(['uploads/race/a.onnx', 'uploads/race/b.onnx']);
+  });
+
   test('a quantized model that fails its gates falls back to the optimized float model', async () => {
     const report = await runConvert('uploads/strict/model.onnx', denseStackModel(256, 4, 11), { gates: { minCosine: 0.9999999 } });
     expect(report).toMatchObject({ status: 'succeeded', version: 1, outcome: 'float-fallback', labelMoved: true });
