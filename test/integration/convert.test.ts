@@ -9,7 +9,7 @@ import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { denseStackModel, mlpModel, ONNX, prng, sileroVadModel, uncarriableOutputModel } from '../helpers/models';
+import { bertEncoderModel, denseStackModel, mlpModel, ONNX, prng, sileroVadModel, uncarriableOutputModel } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -150,6 +150,26 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
     expect(report).toMatchObject({ status: 'succeeded', version: 1, outcome: 'float-fallback', labelMoved: true });
     expect(report.reason).toMatch(/^int8-dynamic failed its gates \(output "y": cosine 0\.\d+ < 0\.9999999\); published the optimized float model instead$/);
     expect(report.figures!.outputs.y!.cosine).toBeGreaterThan(0.9999999);
+  });
+
+  test('a BERT-shaped encoder (embeddings, 4 attention + FFN layers, int64 token ids) converts and serves', async () => {
+    const bert = bertEncoderModel();
+    const report = await runConvert('uploads/bert/encoder.onnx', bert);
+    expect(report).toMatchObject({ status: 'succeeded', version: 1, labelMoved: true, outcome: 'converted' });
+    const manifest = (await store.getJson(keys.manifest('bert', 1))) as Record<string, any>;
+    expect(manifest.conversion.quantization.rewritten).toMatchObject({ Gather: 1, MatMul: 25 });
+    expect(report.figures!.compressionPercent).toBeGreaterThan(70);
+    expect(report.figures!.outputs.pooled!.cosine).toBeGreaterThanOrEqual(0.99);
+    const ids = Array.from({ length: 16 }, (_, i) => (i * 37) % 8000);
+    const res = (await serving.handler(
+      httpEvent('POST', '/v2/models/bert/infer', {
+        body: { inputs: [{ name: 'input_ids', shape: [1, 16], datatype: 'INT64', data: ids }], outputs: [{ name: 'pooled' }] },
+      }),
+      lambdaContext(),
+    )) as { statusCode: number; body: string };
+    expect(res.statusCode).toBe(200);
+    const pooled = (JSON.parse(res.body) as { outputs: { name: string; shape: number[] }[] }).outputs;
+    expect(pooled.map((o) => [o.name, o.shape])).toEqual([['pooled', [1, 256]]]);
   });
 
   test('Silero VAD (Constant weights inside If branches) in fp16 with sample inputs from the sidecar', async () => {
