@@ -9,7 +9,12 @@
  *   BENCH_MODE=baseline  the same modules and app, no model loaded (memory baseline)
  *
  * Library methods are wrapped with timers (a few performance.now() calls each) so the
- * report says where the time went.
+ * report says where the time went: the registry and its S3 GETs, the artifact fetch and its
+ * parts (DiskCache.verify re-hashes a cached file on a disk hit; on a miss DiskCache.reserve,
+ * ObjectStore.downloadToFile streams the S3 body to a temp file with an incremental sha256,
+ * DiskCache.commit renames it into place; ObjectStore.getBytes of the artifact only on the
+ * in-memory fallback), ModelSession.create and the InferenceSession.create inside it, and the
+ * run. Each phase also records RSS and array-buffer bytes at its start and end.
  */
 import { T0 } from './lib/t0';
 import { InferenceSession } from 'onnxruntime-node';
@@ -20,7 +25,7 @@ import { loadConfig } from '../lib/config';
 import { Registry } from '../lib/registry/registry';
 import { ModelSession } from '../lib/runtime/model-session';
 import { createInferenceApp } from '../lib/service/app';
-import { ArtifactFetcher } from '../lib/storage/artifact-fetcher';
+import { ArtifactFetcher, type ArtifactLocation, type FetchedArtifact } from '../lib/storage/artifact-fetcher';
 import { DiskCache } from '../lib/storage/disk-cache';
 import { ObjectStore } from '../lib/storage/object-store';
 import { httpEvent, lambdaContext } from '../test/helpers/events';
@@ -33,30 +38,71 @@ const phases: Phase[] = [];
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-/** Replaces `target[method]` with a timed wrapper recording a {@link Phase}. */
-function timed(target: object, method: string, name: string, detail?: (args: unknown[]) => string): void {
+/**
+ * Replaces `target[method]` with a timed wrapper recording a {@link Phase}. `detail` describes
+ * the call from its arguments; `outcome` describes its (resolved) result.
+ */
+function timed(
+  target: object,
+  method: string,
+  name: string,
+  detail?: (args: unknown[]) => string,
+  outcome?: (result: unknown) => string,
+): void {
   const holder = target as Record<string, AnyFn>;
-  const original = holder[method] as AnyFn;
+  const original = holder[method];
+  if (typeof original !== 'function') throw new Error(`bench instrumentation: ${name} (${method}) is not a method any more`);
   holder[method] = function (this: unknown, ...args: unknown[]): unknown {
+    const before = process.memoryUsage();
     const at = sinceT0();
-    const record = () => {
+    const record = (described: string | undefined) => {
       const elapsed = sinceT0() - at;
       const mem = process.memoryUsage();
-      phases.push({ name, at, ms: elapsed, detail: detail?.(args), rss: mem.rss, arrayBuffers: mem.arrayBuffers });
+      phases.push({
+        name,
+        at,
+        ms: elapsed,
+        detail: detail?.(args),
+        outcome: described,
+        rss: mem.rss,
+        arrayBuffers: mem.arrayBuffers,
+        rssStart: before.rss,
+        arrayBuffersStart: before.arrayBuffers,
+      });
     };
     const out = original.apply(this, args);
-    if (out instanceof Promise) return out.finally(record);
-    record();
+    if (out instanceof Promise) {
+      return out.then(
+        (result: unknown) => {
+          record(outcome?.(result));
+          return result;
+        },
+        (err: unknown) => {
+          record(`threw ${(err as Error)?.name ?? 'error'}`);
+          throw err;
+        },
+      );
+    }
+    record(outcome?.(out));
     return out;
   };
 }
 
+/** "path (s3)", "bytes (s3)", "path (disk)": where the fetched artifact is and where it came from. */
+function fetchedOutcome(result: unknown): string {
+  const fetched = result as FetchedArtifact;
+  return `${'path' in fetched.location ? 'path' : 'bytes'} (${fetched.source})`;
+}
+
 timed(Registry.prototype, 'resolve', 'registry.resolve');
-timed(ObjectStore.prototype, 'getBytes', 's3.getBytes', (args) => String(args[0]));
-timed(ArtifactFetcher.prototype, 'fetch', 'artifact.fetch');
-timed(DiskCache.prototype, 'read', 'disk.read');
-timed(DiskCache.prototype, 'write', 'disk.write');
-timed(ModelSession, 'create', 'ModelSession.create');
+timed(ObjectStore.prototype, 'getBytes', 'ObjectStore.getBytes', (args) => String(args[0]));
+timed(ObjectStore.prototype, 'downloadToFile', 'ObjectStore.downloadToFile', (args) => String(args[0]));
+timed(ArtifactFetcher.prototype, 'fetch', 'artifact.fetch', undefined, fetchedOutcome);
+timed(DiskCache.prototype, 'verify', 'DiskCache.verify', undefined, (r) => (r === undefined ? 'miss' : 'hit'));
+timed(DiskCache.prototype, 'reserve', 'DiskCache.reserve');
+timed(DiskCache.prototype, 'commit', 'DiskCache.commit');
+timed(DiskCache.prototype, 'abandon', 'DiskCache.abandon');
+timed(ModelSession, 'create', 'ModelSession.create', (args) => ('path' in (args[0] as ArtifactLocation) ? 'path' : 'bytes'));
 // What-if knob (not used by `npm run bench`): BENCH_GC_BEFORE_CREATE=1 with
 // BENCH_CHILD_NODE_FLAGS=--expose-gc runs a full GC right before ORT creates the session, to
 // show how much of the peak is garbage (download chunks) that V8 has not collected yet.
@@ -69,7 +115,7 @@ if (process.env.BENCH_GC_BEFORE_CREATE === '1') {
     return create(...args);
   };
 }
-timed(InferenceSession, 'create', 'InferenceSession.create');
+timed(InferenceSession, 'create', 'InferenceSession.create', (args) => (typeof args[0] === 'string' ? 'path' : 'bytes'));
 timed(ModelSession.prototype, 'run', 'session.run');
 
 async function main(): Promise<void> {

@@ -4,7 +4,8 @@
  * a warm /tmp. Times count from this file's first line.
  *
  * BENCH_CREATE_FROM=path instead hands ORT the file path (ORT reads the file itself, no JS
- * buffer): not what the service does, shown for comparison.
+ * buffer), as ModelSession.create now does with a cached file: the diagnostic reference. The
+ * target's reference stays read + create from bytes, so figures compare with the first ones.
  */
 import { T0 } from './lib/t0';
 import { readFileSync } from 'node:fs';

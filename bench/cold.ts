@@ -5,8 +5,10 @@
  *   floor     S3 GET of the artifact + InferenceSession.create (cold-floor.ts)
  *   cold      the service's first answer, empty cache dir (cold-app.ts, BENCH_MODE=answer)
  *   warm-tmp  the same, with the cache dir the cold run just filled (artifact from disk)
- *   create    read the cached artifact file + InferenceSession.create (cold-create.ts)
- *   create-path  InferenceSession.create(path of the cached file): ORT reads it (comparison only)
+ *   create    read the cached artifact file + InferenceSession.create from the bytes (cold-create.ts):
+ *             the warm /tmp target's reference, unchanged since the first figures
+ *   create-path  InferenceSession.create(path of the cached file): ORT reads it, as the service
+ *             now does (the diagnostic reference for warm /tmp)
  *   baseline  the service's modules and app, no model (cold-app.ts, BENCH_MODE=baseline)
  *
  * One discarded round first (page cache, lazy OS work), then BENCH_COLD_REPS rounds, the order
@@ -19,7 +21,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hashApiKey } from '../lib/auth/api-key';
 import { keys } from '../lib/registry/keys';
-import { sha256Hex } from '../lib/storage/disk-cache';
+import { sha256Hex } from '../lib/storage/hash';
 import { publishModel } from '../test/helpers/app';
 import { TEST_API_KEY } from '../test/helpers/events';
 import { startLocalS3 } from '../test/helpers/local-s3';
@@ -164,17 +166,39 @@ async function main(): Promise<void> {
     const coldWallRatio = med('cold', wall) / med('floor', wall);
     const warmRatio = med('warm-tmp', first) / med('create', first);
     const warmWallRatio = med('warm-tmp', wall) / med('create', wall);
+    const warmPathRatio = med('warm-tmp', first) / med('create-path', first);
+    const warmPathWallRatio = med('warm-tmp', wall) / med('create-path', wall);
     const createCall = med('create', (r) => (r.report.marks.created as number) - (r.report.marks.read as number));
+    const createPathCall = med('create-path', (r) => (r.report.marks.created as number) - (r.report.marks.read as number));
     console.log(table(
       ['target', 'first line -> answer', 'spawn -> exit (parent)', 'verdict (information only, first-line figure)'],
       [
         ['cold <= 1.2x floor', ratio(coldRatio), ratio(coldWallRatio), verdict(coldRatio <= 1.2)],
         ['warm /tmp <= 1.1x create alone', ratio(warmRatio), ratio(warmWallRatio), verdict(warmRatio <= 1.1)],
+        [
+          'diagnostic: warm /tmp <= 1.1x create from path alone (what the service now does)',
+          ratio(warmPathRatio),
+          ratio(warmPathWallRatio),
+          verdict(warmPathRatio <= 1.1),
+        ],
       ],
     ));
     console.log('');
     console.log(`For reference: the InferenceSession.create() call alone (no module load, no file read) took ${ms(createCall)} ms ` +
-      `(median); warm /tmp first answer is ${ratio(med('warm-tmp', first) / createCall)} that.`);
+      `from bytes and ${ms(createPathCall)} ms from the path (medians); warm /tmp first answer is ` +
+      `${ratio(med('warm-tmp', first) / createCall)} and ${ratio(med('warm-tmp', first) / createPathCall)} those.`);
+    const outcomes = (kind: Kind) => {
+      const counts = new Map<string, number>();
+      for (const r of of(kind)) {
+        const fetches = r.report.phases.filter((p) => p.name === 'artifact.fetch').map((p) => p.outcome ?? '?');
+        const creates = r.report.phases.filter((p) => p.name === 'InferenceSession.create').map((p) => `from ${p.detail ?? '?'}`);
+        const key = `${fetches.join('+') || 'no fetch'}, ORT ${creates.join('+') || 'not created'}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      return [...counts].map(([k, n]) => `${k} in ${n}/${of(kind).length} runs`).join('; ');
+    };
+    console.log('');
+    console.log(`Artifact location (source) as ArtifactFetcher.fetch returned it: cold ${outcomes('cold')}; warm /tmp ${outcomes('warm-tmp')}.`);
     console.log('');
 
     console.log('### 2b. Where the time goes (medians, ms since the first line unless said otherwise)');
@@ -182,29 +206,43 @@ async function main(): Promise<void> {
     const mark = (kind: Kind, name: string) => med(kind, (r) => r.report.marks[name]);
     const isArtifact = (p: Phase) => p.detail === artifactKey;
     const isRegistry = (p: Phase) => p.detail !== artifactKey;
+    const zero = (x: number | undefined) => x ?? 0;
+    const handlerTotal = (r: Run) => (r.report.marks.answered as number) - (r.report.marks.handlerStart as number);
+    const fetchParts = (r: Run) =>
+      zero(phaseMs(r, 'DiskCache.verify')) +
+      zero(phaseMs(r, 'DiskCache.reserve')) +
+      zero(phaseMs(r, 'ObjectStore.downloadToFile')) +
+      zero(phaseMs(r, 'DiskCache.commit')) +
+      zero(phaseMs(r, 'DiskCache.abandon')) +
+      zero(phaseMs(r, 'ObjectStore.getBytes', isArtifact));
     const appPhases = (kind: Kind): (string | number)[][] => [
       ['modules required (imports done)', ms(mark(kind, 'imported'))],
       ['config + observability + S3 client + app + handler built', ms(mark(kind, 'built') - mark(kind, 'imported'))],
       ['handler: registry.resolve (alias + manifest GETs)', ms(med(kind, (r) => phaseMs(r, 'registry.resolve')))],
-      ['  of which S3 GETs of alias/manifest (sequential)', ms(med(kind, (r) => phaseMs(r, 's3.getBytes', isRegistry)))],
-      ['handler: artifact.fetch total', ms(med(kind, (r) => phaseMs(r, 'artifact.fetch')))],
-      ['  disk.read (incl. its sha256 check)', ms(med(kind, (r) => phaseMs(r, 'disk.read') ?? 0))],
-      ['  S3 GET of the artifact', ms(med(kind, (r) => phaseMs(r, 's3.getBytes', isArtifact) ?? 0))],
-      ['  disk.write (temp file + rename)', ms(med(kind, (r) => phaseMs(r, 'disk.write') ?? 0))],
-      ['  rest of fetch (sha256 of the S3 bytes)', ms(med(kind, (r) => {
+      ['  of which ObjectStore.getBytes of alias/manifest (sequential)', ms(med(kind, (r) => phaseMs(r, 'ObjectStore.getBytes', isRegistry)))],
+      ['handler: ArtifactFetcher.fetch total', ms(med(kind, (r) => phaseMs(r, 'artifact.fetch')))],
+      ['  DiskCache.verify (disk hit: re-hash of the file in 1 MiB chunks; miss: index lookup)', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.verify'))))],
+      ['  DiskCache.reserve', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.reserve'))))],
+      ['  ObjectStore.downloadToFile (S3 stream to temp file + incremental sha256)', ms(med(kind, (r) => zero(phaseMs(r, 'ObjectStore.downloadToFile'))))],
+      ['  DiskCache.commit (rename into the cache)', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.commit'))))],
+      ['  memory fallback: ObjectStore.getBytes of the artifact + DiskCache.abandon', ms(med(kind, (r) => zero(phaseMs(r, 'ObjectStore.getBytes', isArtifact)) + zero(phaseMs(r, 'DiskCache.abandon'))))],
+      ['  rest of fetch (pin, bookkeeping)', ms(med(kind, (r) => {
         const total = phaseMs(r, 'artifact.fetch');
-        if (total === undefined) return undefined;
-        return total - (phaseMs(r, 'disk.read') ?? 0) - (phaseMs(r, 's3.getBytes', isArtifact) ?? 0) - (phaseMs(r, 'disk.write') ?? 0);
+        return total === undefined ? undefined : total - fetchParts(r);
       }))],
       ['handler: ModelSession.create total', ms(med(kind, (r) => phaseMs(r, 'ModelSession.create')))],
       ['  InferenceSession.create', ms(med(kind, (r) => phaseMs(r, 'InferenceSession.create')))],
-      ['  checkServable (outline) + specs', ms(med(kind, (r) => {
+      ['  checkServable (outline through the 64 KiB file window) + specs', ms(med(kind, (r) => {
         const a = phaseMs(r, 'ModelSession.create');
         const b = phaseMs(r, 'InferenceSession.create');
         return a === undefined || b === undefined ? undefined : a - b;
       }))],
       ['handler: session.run', ms(med(kind, (r) => phaseMs(r, 'session.run')))],
-      ['handler: total (event -> response)', ms(med(kind, (r) => (r.report.marks.answered as number) - (r.report.marks.handlerStart as number)))],
+      ['handler: the rest (middy, route, auth, parse, session cache, encode, telemetry)', ms(med(kind, (r) => {
+        const parts = ['registry.resolve', 'artifact.fetch', 'ModelSession.create', 'session.run'].map((n) => phaseMs(r, n));
+        return parts.some((x) => x === undefined) ? undefined : handlerTotal(r) - parts.reduce((a: number, b) => a + (b as number), 0);
+      }))],
+      ['handler: total (event -> response)', ms(med(kind, handlerTotal))],
       ['**first answer (first line -> response)**', ms(mark(kind, 'answered'))],
     ];
     const coldRows = appPhases('cold');
@@ -216,7 +254,7 @@ async function main(): Promise<void> {
       [
         ['modules required (imports done)', ms(mark('floor', 'imported')), ms(mark('create', 'imported')), ms(mark('create-path', 'imported'))],
         ['artifact bytes in memory (S3 GET / file read)', ms(mark('floor', 'fetched') - mark('floor', 'imported')), ms(mark('create', 'read') - mark('create', 'imported')), '-'],
-        ['InferenceSession.create', ms(mark('floor', 'created') - mark('floor', 'fetched')), ms(createCall), ms(mark('create-path', 'created') - mark('create-path', 'read'))],
+        ['InferenceSession.create', ms(mark('floor', 'created') - mark('floor', 'fetched')), ms(createCall), ms(createPathCall)],
         ['**done (first line -> session created)**', ms(mark('floor', 'done')), ms(mark('create', 'done')), ms(mark('create-path', 'done'))],
       ],
     ));
@@ -275,12 +313,20 @@ async function main(): Promise<void> {
     const rssMark = (kind: Kind, name: string) => med(kind, (r) => r.report.rss[name]);
     const createdOf = (kind: Kind) => rssMark(kind, 'created');
     const overBase = (x: number) => `${mib(x)} (${x >= baselineRss ? '+' : ''}${((x - baselineRss) / bytes.byteLength).toFixed(2)} art.)`;
+    const phaseMemStart = (kind: Kind, name: string, field: 'rssStart' | 'arrayBuffersStart') =>
+      med(kind, (r) => r.report.phases.find((p) => p.name === name)?.[field]);
     const memRows: [string, (kind: Kind) => number, (kind: Kind) => number | undefined][] = [
       ['modules required', (k) => rssMark(k, 'imported'), () => undefined],
       ['app + handler built', (k) => rssMark(k, 'built'), () => undefined],
-      ['after S3 GET of the artifact', (k) => phaseMem(k, 's3.getBytes', 'rss', isArtifact), (k) => phaseMem(k, 's3.getBytes', 'arrayBuffers', isArtifact)],
-      ['after disk.read', (k) => phaseMem(k, 'disk.read', 'rss'), (k) => phaseMem(k, 'disk.read', 'arrayBuffers')],
-      ['after disk.write', (k) => phaseMem(k, 'disk.write', 'rss'), (k) => phaseMem(k, 'disk.write', 'arrayBuffers')],
+      ['after registry.resolve', (k) => phaseMem(k, 'registry.resolve', 'rss'), (k) => phaseMem(k, 'registry.resolve', 'arrayBuffers')],
+      ['after DiskCache.verify (hit: re-hash)', (k) => phaseMem(k, 'DiskCache.verify', 'rss'), (k) => phaseMem(k, 'DiskCache.verify', 'arrayBuffers')],
+      ['after ObjectStore.downloadToFile', (k) => phaseMem(k, 'ObjectStore.downloadToFile', 'rss'), (k) => phaseMem(k, 'ObjectStore.downloadToFile', 'arrayBuffers')],
+      ['after DiskCache.commit', (k) => phaseMem(k, 'DiskCache.commit', 'rss'), (k) => phaseMem(k, 'DiskCache.commit', 'arrayBuffers')],
+      [
+        'before InferenceSession.create (after checkServable)',
+        (k) => phaseMemStart(k, 'InferenceSession.create', 'rssStart'),
+        (k) => phaseMemStart(k, 'InferenceSession.create', 'arrayBuffersStart'),
+      ],
       ['after InferenceSession.create', (k) => phaseMem(k, 'InferenceSession.create', 'rss'), (k) => phaseMem(k, 'InferenceSession.create', 'arrayBuffers')],
       ['after session.run', (k) => phaseMem(k, 'session.run', 'rss'), (k) => phaseMem(k, 'session.run', 'arrayBuffers')],
       ['answered', (k) => rssMark(k, 'answered'), () => undefined],

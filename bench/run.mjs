@@ -49,7 +49,8 @@ const env = {
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   POWERTOOLS_METRICS_DISABLED: 'true',
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  NODE_OPTIONS: '--openssl-legacy-provider',
+  // --expose-gc as serverless.yml deploys the functions (the session loader uses it).
+  NODE_OPTIONS: '--openssl-legacy-provider --expose-gc',
 };
 
 const transcript = [];

@@ -8,9 +8,14 @@ export interface Phase {
   at: number;
   ms: number;
   detail?: string;
+  /** What the call returned, when the bench describes it (e.g. "hit"/"miss", "path (s3)"). */
+  outcome?: string;
   /** process.memoryUsage() at the end of the phase, bytes (rss, and array buffers / external). */
   rss?: number;
   arrayBuffers?: number;
+  /** The same at the start of the phase. */
+  rssStart?: number;
+  arrayBuffersStart?: number;
 }
 
 /** What every cold-start child prints (one line, prefixed by {@link RESULT_PREFIX}). */

@@ -229,14 +229,35 @@ export function elementJson(tensor: Tensor): (i: number) => string {
   }
 }
 
+const BLOCK = 4096;
+const block: number[] = new Array<number>(BLOCK).fill(0.5);
+
+/**
+ * Finite numbers as a JSON array. JSON.stringify over a plain array is about twice as fast as
+ * TypedArray#join (same text); going through one reused 4,096-element block avoids building a
+ * million-element array for big outputs.
+ */
+function numbersJson(data: ArrayLike<number>): string {
+  const n = data.length;
+  if (n <= BLOCK) return JSON.stringify(Array.from(data));
+  const parts: string[] = [];
+  for (let start = 0; start < n; start += BLOCK) {
+    const end = Math.min(n, start + BLOCK);
+    block.length = end - start;
+    for (let i = start; i < end; i++) block[i - start] = data[i] as number;
+    parts.push(JSON.stringify(block).slice(1, -1));
+  }
+  block.length = BLOCK;
+  return `[${parts.join(',')}]`;
+}
+
 /** A tensor's data as one flat JSON array. */
 export function flatDataJson(tensor: Tensor): string {
   const data = tensor.data;
   switch (tensor.type) {
     case 'float32':
     case 'float64':
-      // JSON.stringify over a plain array is about twice as fast as TypedArray#join, same text.
-      if (allFinite(data as Float32Array)) return JSON.stringify(Array.from(data as Float32Array));
+      if (allFinite(data as Float32Array)) return numbersJson(data as Float32Array);
       break;
     case 'string':
       return JSON.stringify(data);
@@ -248,7 +269,7 @@ export function flatDataJson(tensor: Tensor): string {
     case 'float16':
       break;
     default:
-      return JSON.stringify(Array.from(data as Int32Array));
+      return numbersJson(data as Int32Array);
   }
   const at = elementJson(tensor);
   const parts = new Array<string>(data.length);

@@ -40,6 +40,10 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
     async (manifest) => {
       const started = performance.now();
       const artifact = await fetcher.fetch(manifest.artifact);
+      // A download leaves about the artifact's size of buffers behind; collecting them before
+      // onnxruntime allocates the model keeps the peak near what the session itself needs.
+      // Runs only where the function was started with --expose-gc (serverless.yml does).
+      if (artifact.source === 's3') (globalThis as { gc?: () => void }).gc?.();
       let session: ModelSession;
       try {
         session = await ModelSession.create(artifact.location, settings, sessionKey(manifest));

@@ -57,6 +57,15 @@ describe('tensor codec', () => {
     expect(flatDataJson(new Tensor('float32', Float32Array.from([0.5, -2]), [2]))).toBe('[0.5,-2]');
   });
 
+  test('large outputs encode block by block to the same text as JSON.stringify', () => {
+    const rand = Array.from({ length: 10_001 }, (_, i) => Math.sin(i) * 1e3);
+    const f32 = new Tensor('float32', Float32Array.from(rand), [10_001]);
+    expect(flatDataJson(f32)).toBe(JSON.stringify(Array.from(f32.data as Float32Array)));
+    const i32 = new Tensor('int32', Int32Array.from(rand, (v) => Math.round(v)), [10_001]);
+    expect(flatDataJson(i32)).toBe(JSON.stringify(Array.from(i32.data as Int32Array)));
+    expect(flatDataJson(new Tensor('float32', new Float32Array(5000), [5000]))).toBe(`[${new Array(5000).fill(0).join(',')}]`);
+  });
+
   test('64-bit integers: exact digits out, numbers or decimal strings in', () => {
     const t = toOrtTensor('x', info('INT64'), [3], ['-9223372036854775808', 42, '9223372036854775807']);
     expect(flatDataJson(t)).toBe('[-9223372036854775808,42,9223372036854775807]');
