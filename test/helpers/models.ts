@@ -249,3 +249,36 @@ export function bertEncoderModel(
     nodes,
   });
 }
+
+/**
+ * A compute-bound conv net: image[1, 3, size, size] -> `layers` x (Conv 3x3, pad 1, `channels`
+ * filters, Relu) -> GlobalAveragePool -> Flatten -> Gemm -> scores[1, 10]. Small weights and a
+ * small answer, milliseconds of arithmetic: a typical vision model's shape.
+ */
+export function convStackModel(channels: number, layers: number, size = 32): Uint8Array {
+  const rand = prng(17);
+  const initializers = [];
+  const nodes: NodeDef[] = [];
+  let prev = 'image';
+  let inChannels = 3;
+  for (let l = 0; l < layers; l++) {
+    initializers.push(floatTensor(`k${l}`, [channels, inChannels, 3, 3], weights(rand, channels * inChannels * 9, Math.sqrt(2 / (inChannels * 9)))));
+    initializers.push(floatTensor(`kb${l}`, [channels], weights(rand, channels, 0.01)));
+    nodes.push({ opType: 'Conv', inputs: [prev, `k${l}`, `kb${l}`], outputs: [`c${l}`], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] });
+    nodes.push({ opType: 'Relu', inputs: [`c${l}`], outputs: [`r${l}`] });
+    prev = `r${l}`;
+    inChannels = channels;
+  }
+  initializers.push(floatTensor('fc_w', [channels, 10], weights(rand, channels * 10, 0.1)));
+  initializers.push(floatTensor('fc_b', [10], weights(rand, 10, 0.01)));
+  nodes.push({ opType: 'GlobalAveragePool', inputs: [prev], outputs: ['gap'] });
+  nodes.push({ opType: 'Flatten', inputs: ['gap'], outputs: ['flat'], attributes: [{ name: 'axis', i: 1 }] });
+  nodes.push({ opType: 'Gemm', inputs: ['flat', 'fc_w', 'fc_b'], outputs: ['scores'] });
+  return model({
+    name: 'conv_stack',
+    inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, size, size] }],
+    outputs: [{ name: 'scores', elemType: ONNX.FLOAT, shape: [1, 10] }],
+    initializers,
+    nodes,
+  });
+}
