@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession } from 'onnxruntime-node';
 import { ServiceUnavailableError } from '../errors';
-import { byOrt } from '../protocol/dtypes';
+import { toSpecs } from '../runtime/model-session';
 import { keys } from '../registry/keys';
 import { MODEL_NAME_PATTERN, type TensorSpec } from '../registry/manifest';
 import { nextVersion, publishVersion } from '../registry/registry';
@@ -95,12 +95,7 @@ export function jobIdFor(upload: UploadRef): string {
 async function specsOf(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
   const session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
   try {
-    const spec = (m: InferenceSession.ValueMetadata): TensorSpec => {
-      const info = m.isTensor ? byOrt(m.type) : undefined;
-      if (!m.isTensor || !info) throw new ConversionError(`"${m.name}" has a type onnxruntime-node cannot carry`);
-      return { name: m.name, datatype: info.oip, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
-    };
-    return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) };
+    return { inputs: toSpecs(session.inputMetadata), outputs: toSpecs(session.outputMetadata) };
   } finally {
     await session.release();
   }

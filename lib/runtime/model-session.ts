@@ -74,7 +74,8 @@ export function checkServable(model: Uint8Array | ByteSource, label: string): vo
   }
 }
 
-function toSpecs(metadata: readonly InferenceSession.ValueMetadata[]): TensorSpec[] {
+/** A session's inputs or outputs in protocol terms (dynamic dims as -1); refuses non-tensors. */
+export function toSpecs(metadata: readonly InferenceSession.ValueMetadata[]): TensorSpec[] {
   return metadata.map((m) => {
     const info = m.isTensor ? byOrt(m.type) : undefined;
     if (!m.isTensor || !info) throw new UnservableModelError(`"${m.name}" has a type onnxruntime-node cannot carry`);

@@ -7,6 +7,7 @@ import { createObservability } from '../../handlers/shared/observability';
 import { hashApiKey } from '../../lib/auth/api-key';
 import { loadConfig, type Config } from '../../lib/config';
 import type { TensorSpec } from '../../lib/registry/manifest';
+import { toSpecs } from '../../lib/runtime/model-session';
 import { publishVersion } from '../../lib/registry/registry';
 import { createInferenceApp, type InferenceApp } from '../../lib/service/app';
 import { ObjectStore } from '../../lib/storage/object-store';
@@ -49,19 +50,12 @@ export function createTestApp(s3: LocalS3, overrides: Record<string, string> = {
 
 /** The interface of a model as ORT reports it, in manifest terms (what a conversion writes). */
 export async function describeModel(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
-  const { byOrt } = await import('../../lib/protocol/dtypes');
   const session = await InferenceSession.create(bytes);
-  const toSpec = (m: InferenceSession.ValueMetadata): TensorSpec => {
-    if (!m.isTensor) throw new Error(`${m.name} is not a tensor`);
-    return {
-      name: m.name,
-      datatype: byOrt(m.type)!.oip,
-      shape: m.shape.map((d) => (typeof d === 'number' ? d : -1)),
-    };
-  };
-  const described = { inputs: session.inputMetadata.map(toSpec), outputs: session.outputMetadata.map(toSpec) };
-  await session.release();
-  return described;
+  try {
+    return { inputs: toSpecs(session.inputMetadata), outputs: toSpecs(session.outputMetadata) };
+  } finally {
+    await session.release();
+  }
 }
 
 /** Publishes a model into the local S3 the way a conversion does: artifact, manifest, then label. */
