@@ -11,6 +11,13 @@ export interface OutputAgreement {
   cosine: number;
   /** Share of rows whose argmax agrees, for classification-shaped outputs ([N, C], C > 1). */
   top1Agreement?: number;
+  /**
+   * The same over decisive rows only: rows whose original top two classes are further apart
+   * than twice the row's largest conversion error. A near-tie (an embedding, a flat softmax)
+   * can flip on noise and says nothing about the conversion; undefined when no row is decisive.
+   */
+  top1DecisiveAgreement?: number;
+  decisiveRows?: number;
 }
 
 export interface Evaluation {
@@ -117,7 +124,8 @@ async function timedCreate(bytes: Uint8Array, threads: number): Promise<{ sessio
   return { session, ms: performance.now() - started };
 }
 
-function agreement(a: Float32Array[], b: Float32Array[], dims: readonly number[]): OutputAgreement {
+/** Compares one output of the original (a) and converted (b) model over all samples. */
+export function agreement(a: Float32Array[], b: Float32Array[], dims: readonly number[]): OutputAgreement {
   let maxAbs = 0;
   let sumAbs = 0;
   let dot = 0;
@@ -126,6 +134,8 @@ function agreement(a: Float32Array[], b: Float32Array[], dims: readonly number[]
   let count = 0;
   let rows = 0;
   let agree = 0;
+  let decisive = 0;
+  let decisiveAgree = 0;
   const classes = dims.length === 2 && (dims[1] as number) > 1 ? (dims[1] as number) : 0;
   a.forEach((x, s) => {
     const y = b[s] as Float32Array;
@@ -142,20 +152,33 @@ function agreement(a: Float32Array[], b: Float32Array[], dims: readonly number[]
     }
     if (classes) {
       for (let r = 0; r * classes < x.length; r++) {
+        const base = r * classes;
         let ia = 0;
         let ib = 0;
-        for (let c = 1; c < classes; c++) {
-          if ((x[r * classes + c] as number) > (x[r * classes + ia] as number)) ia = c;
-          if ((y[r * classes + c] as number) > (y[r * classes + ib] as number)) ib = c;
+        let rowError = 0;
+        for (let c = 0; c < classes; c++) {
+          if ((x[base + c] as number) > (x[base + ia] as number)) ia = c;
+          if ((y[base + c] as number) > (y[base + ib] as number)) ib = c;
+          rowError = Math.max(rowError, Math.abs((x[base + c] as number) - (y[base + c] as number)));
         }
+        let second = -Infinity;
+        for (let c = 0; c < classes; c++) if (c !== ia) second = Math.max(second, x[base + c] as number);
         rows++;
         if (ia === ib) agree++;
+        if ((x[base + ia] as number) - second > 2 * rowError) {
+          decisive++;
+          if (ia === ib) decisiveAgree++;
+        }
       }
     }
   });
   const cosine = na === 0 && nb === 0 ? 1 : dot / (Math.sqrt(na) * Math.sqrt(nb) || 1);
   const out: OutputAgreement = { maxAbsError: maxAbs, meanAbsError: count ? sumAbs / count : 0, cosine };
-  if (classes) out.top1Agreement = rows ? agree / rows : 1;
+  if (classes) {
+    out.top1Agreement = rows ? agree / rows : 1;
+    out.decisiveRows = decisive;
+    if (decisive > 0) out.top1DecisiveAgreement = decisiveAgree / decisive;
+  }
   return out;
 }
 

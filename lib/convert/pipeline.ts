@@ -100,8 +100,11 @@ function checkGates(evaluation: Evaluation, gates: Gates): Gates & GateResult {
   const failures: string[] = [];
   for (const [name, o] of Object.entries(evaluation.outputs)) {
     if (!(o.cosine >= gates.minCosine)) failures.push(`output "${name}": cosine ${o.cosine.toFixed(5)} < ${gates.minCosine}`);
-    if (o.top1Agreement !== undefined && !(o.top1Agreement >= gates.minTop1)) {
-      failures.push(`output "${name}": top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}% < ${gates.minTop1 * 100}%`);
+    // Top-1 is judged on decisive rows (see OutputAgreement): near-ties flip on noise.
+    if (o.top1DecisiveAgreement !== undefined && !(o.top1DecisiveAgreement >= gates.minTop1)) {
+      failures.push(
+        `output "${name}": top-1 agreement ${(o.top1DecisiveAgreement * 100).toFixed(2)}% on ${o.decisiveRows} decisive rows < ${gates.minTop1 * 100}%`,
+      );
     }
   }
   return { ...gates, passed: failures.length === 0, failures };
