@@ -140,7 +140,7 @@ class Rewriter {
     if (mode === 'none') return undefined;
     if (mode === 'fp16') return this.excluded(node) ? undefined : this.toHalf(node, scope, addConstant, halved);
     const op = node.opType;
-    if (op !== 'MatMul' && op !== 'Gemm' && op !== 'Gather') return undefined;
+    if (op !== 'MatMul' && op !== 'Gemm' && op !== 'Gather' && op !== 'Slice') return undefined;
     if (this.excluded(node)) {
       this.report.skipped++;
       return undefined;
@@ -150,6 +150,11 @@ class Rewriter {
       const table = this.constantFloat(scope, node.inputs[0], this.options.minGatherElements);
       if (!table || table.tensor.dims.length !== 2 || node.intAttribute('axis', 0) !== 0) return undefined;
       return this.quantizeGather(node, table, addConstant);
+    }
+    if (op === 'Slice') {
+      const table = this.constantFloat(scope, node.inputs[0], this.options.minGatherElements);
+      if (!table || table.tensor.dims.length !== 2 || !slicesRowsOnly(node, scope)) return undefined;
+      return this.quantizeRowSlice(node, table, addConstant);
     }
 
     const weightName = node.inputs[1];
@@ -224,6 +229,28 @@ class Rewriter {
   }
 
   /**
+   * Slice of rows of a large constant table (position embeddings): int8 table with a float
+   * scale per row; the scales are sliced alongside and multiplied back after.
+   */
+  private quantizeRowSlice(node: NodeView, table: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
+    const [rows, cols] = table.tensor.dims as [number, number];
+    const { q, scales } = quantizePerRow(table.tensor.floats(), rows, cols, this.options.reduceRange ? 63 : 127);
+    const base = this.fresh(node.name || node.outputs[0] || 'slice');
+    addConstant(`${base}_table`, makeTensor(`${base}_table`, DATA_TYPE.INT8, [rows, cols], new Uint8Array(q.buffer)));
+    addConstant(`${base}_rowscale`, makeTensor(`${base}_rowscale`, DATA_TYPE.FLOAT, [rows, 1], new Uint8Array(scales.buffer)));
+    this.release(node.inputs[0] as string, table);
+    this.report.tensors++;
+    this.report.rewritten.Slice = (this.report.rewritten.Slice ?? 0) + 1;
+    const rest = node.inputs.slice(1);
+    return [
+      makeNode('Slice', [`${base}_table`, ...rest], [`${base}_sq`], `${base}_slice`),
+      makeNode('Slice', [`${base}_rowscale`, ...rest], [`${base}_ss`], `${base}_slice_scale`),
+      makeNode('Cast', [`${base}_sq`], [`${base}_sf`], `${base}_cast`, { to: { i: DATA_TYPE.FLOAT } }),
+      makeNode('Mul', [`${base}_sf`, `${base}_ss`], [node.outputs[0] as string], `${base}_dequant`),
+    ];
+  }
+
+  /**
    * fp16 mode: every large float constant a node reads is stored as float16 and cast back to
    * float32 in front of it (onnxruntime folds the Cast at load time). Inputs, outputs and the
    * kernels' types stay as they were; the file is about half the size.
@@ -263,6 +290,23 @@ class Rewriter {
     this.report.rewritten[node.opType] = (this.report.rewritten[node.opType] ?? 0) + 1;
     return [...casts, withInputs(node.proto, inputs)];
   }
+}
+
+/**
+ * True for a Slice (opset 10+ form) that cuts along axis 0 only, so the same slice applies to a
+ * [rows, 1] scale table: axes given as a constant [0] (or [-2]), or absent with one start.
+ */
+function slicesRowsOnly(node: NodeView, scope: ReadonlyMap<string, ConstantRef>): boolean {
+  const [, starts, , axes] = node.inputs;
+  if (node.inputs.length < 3 || !starts) return false;
+  const axesRef = axes ? scope.get(axes) : undefined;
+  if (axes) {
+    if (!axesRef || axesRef.tensor.dataType !== DATA_TYPE.INT64) return false;
+    const values = axesRef.tensor.int64s();
+    return values.length === 1 && (values[0] === 0n || values[0] === -2n);
+  }
+  const startsRef = scope.get(starts);
+  return startsRef !== undefined && startsRef.tensor.elementCount === 1;
 }
 
 function withInputs(node: ProtoMessage, inputs: readonly string[]): ProtoMessage {

@@ -49,6 +49,25 @@ export class TensorView {
     return this.proto.fields.reduce((sum, f) => (f.number === TENSOR.floatData || f.number === TENSOR.int32Data || f.number === TENSOR.int64Data || f.number === TENSOR.doubleData ? sum + f.payload().byteLength : sum), 0);
   }
 
+  /** The values of an INT64 tensor, from raw_data or int64_data. */
+  int64s(): bigint[] {
+    if (this.dataType !== DATA_TYPE.INT64) throw new Error(`tensor ${this.name} is not INT64`);
+    const raw = this.proto.first(TENSOR.rawData);
+    if (raw) {
+      const bytes = raw.payload();
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return Array.from({ length: Math.floor(bytes.byteLength / 8) }, (_, i) => view.getBigInt64(i * 8, true));
+    }
+    const out: bigint[] = [];
+    for (const f of this.proto.all(TENSOR.int64Data)) {
+      if (f.wireType === WIRE_LEN) {
+        const r = new WireReader(f.payload());
+        while (!r.done) out.push(r.int64());
+      } else out.push(f.asBigInt());
+    }
+    return out;
+  }
+
   /** The values of a FLOAT tensor, from raw_data or float_data. */
   floats(): Float32Array {
     if (this.dataType !== DATA_TYPE.FLOAT) throw new Error(`tensor ${this.name} is not FLOAT`);

@@ -2,7 +2,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { quantizeModel, quantizePerColumn, quantizePerRow, type QuantizeOptions } from '../../lib/convert/quantize';
 import { OnnxModel } from '../../lib/onnx/model';
 import { encodeModel, floatTensor } from '../../lib/onnx/writer';
-import { denseStackModel, mlpModel, ONNX, prng, sileroVadModel } from '../helpers/models';
+import { bertEncoderModel, denseStackModel, mlpModel, ONNX, prng, sileroVadModel } from '../helpers/models';
 
 const options = (mode: QuantizeOptions['mode'], extra: Partial<QuantizeOptions> = {}): QuantizeOptions => ({
   mode, minElements: 16, minGatherElements: 16, keepFloat: [], reduceRange: false, ...extra,
@@ -71,6 +71,21 @@ describe('weight quantization', () => {
     expect(report.rewritten).toEqual({ Gemm: 1 });
     const x = new Tensor('float32', Float32Array.from({ length: 64 }, () => rand() * 2 - 1), [2, 32]);
     expect(maxAbsDiff(await outputs(bytes, { x }), await outputs(out, { x }))).toBeLessThan(0.02);
+  });
+
+  test('int8-dynamic on a BERT-shaped encoder: embedding tables read by Gather and by Slice become int8', async () => {
+    const bytes = bertEncoderModel({ vocab: 1000, hidden: 64, layers: 2, heads: 2, maxPositions: 128 });
+    const { report, out } = convert(bytes, options('int8-dynamic', { minGatherElements: 4096 }));
+    expect(report.rewritten).toEqual({ Gather: 1, Slice: 1, MatMul: 13 });
+    expect(out.byteLength).toBeLessThan(bytes.byteLength * 0.3);
+    const ids = new Tensor('int64', BigInt64Array.from({ length: 16 }, (_, i) => BigInt((i * 37) % 1000)), [1, 16]);
+    const a = await InferenceSession.create(bytes);
+    const b = await InferenceSession.create(out);
+    const [ra, rb] = [await a.run({ input_ids: ids }), await b.run({ input_ids: ids })];
+    expect(maxAbsDiff(ra.last_hidden_state!.data as Float32Array, rb.last_hidden_state!.data as Float32Array)).toBeLessThan(0.05);
+    expect(rb.pooled!.dims).toEqual([1, 64]);
+    await a.release();
+    await b.release();
   });
 
   test('small weights and nodes named in keepFloat stay float', () => {
