@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { OnnxModel } from '../onnx/model';
+import { collectGarbage } from '../runtime/gc';
 import { prng } from './random';
 
 /** Per-output agreement between the original and the converted model. */
@@ -114,6 +115,7 @@ function median(values: number[]): number {
 }
 
 async function timedCreate(bytes: Uint8Array, threads: number): Promise<{ session: InferenceSession; ms: number }> {
+  collectGarbage();
   const started = performance.now();
   const session = await InferenceSession.create(bytes, {
     intraOpNumThreads: threads,

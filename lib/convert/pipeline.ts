@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession } from 'onnxruntime-node';
 import { OnnxModel } from '../onnx/model';
+import { collectGarbage } from '../runtime/gc';
 import { checkServable } from '../runtime/model-session';
 import { DEFAULT_EVALUATE_OPTIONS, evaluate, type EvaluateOptions, type Evaluation } from './evaluate';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
@@ -114,6 +115,7 @@ function checkGates(evaluation: Evaluation, gates: Gates): Gates & GateResult {
 async function optimizeOffline(bytes: Uint8Array, level: 'basic' | 'extended', threads: number): Promise<Uint8Array> {
   const dir = mkdtempSync(join(tmpdir(), 'optimize-'));
   const path = join(dir, 'optimized.onnx');
+  collectGarbage();
   try {
     const session = await InferenceSession.create(bytes, {
       graphOptimizationLevel: level,

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config } from '../config';
 import { Registry } from '../registry/registry';
+import { collectGarbage } from '../runtime/gc';
 import { ModelSession } from '../runtime/model-session';
 import { SessionCache, sessionKey } from '../runtime/session-cache';
 import { ArtifactFetcher } from '../storage/artifact-fetcher';
@@ -40,10 +41,8 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
     async (manifest) => {
       const started = performance.now();
       const artifact = await fetcher.fetch(manifest.artifact);
-      // A download leaves about the artifact's size of buffers behind; collecting them before
-      // onnxruntime allocates the model keeps the peak near what the session itself needs.
-      // Runs only where the function was started with --expose-gc (serverless.yml does).
-      if (artifact.source === 's3') (globalThis as { gc?: () => void }).gc?.();
+      // A download leaves about the artifact's size of buffers behind.
+      if (artifact.source === 's3') collectGarbage();
       let session: ModelSession;
       try {
         session = await ModelSession.create(artifact.location, settings, sessionKey(manifest));
