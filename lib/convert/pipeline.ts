@@ -187,7 +187,11 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   timingsMs.evaluate = performance.now() - started;
   const gates = checkGates(evaluation, options.gates);
   if (gates.passed || options.mode === 'none') {
-    return { ...first, outcome: 'converted', evaluation, gates, timingsMs };
+    const nothing = options.mode !== 'none' && first.quantization.tensors === 0;
+    const reason = nothing
+      ? `${options.mode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
+      : undefined;
+    return { ...first, outcome: 'converted', ...(reason ? { reason } : {}), evaluation, gates, timingsMs };
   }
   const fallback = await transform(source, 'none', options, timingsMs);
   started = performance.now();

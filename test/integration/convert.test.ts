@@ -189,6 +189,14 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
     expect(report.figures!.compressionPercent).toBeGreaterThan(20);
     expect(report.figures!.outputs.output!.cosine).toBeGreaterThan(0.999);
   });
+
+  test('a model with nothing to quantize is published as it was, and the report says so', async () => {
+    const report = await runConvert('uploads/small/mlp.onnx', mlpModel());
+    expect(report).toMatchObject({ status: 'succeeded', version: 1, outcome: 'converted' });
+    expect(report.reason).toBe(
+      'int8-dynamic found no weight to convert (none of at least 4096 elements in a supported op); published the optimized model as it was',
+    );
+  });
 });
 
 describe('broken uploads: a failure report, nothing published, no retry', () => {
