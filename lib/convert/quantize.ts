@@ -149,12 +149,12 @@ class Rewriter {
     if (op === 'Gather') {
       const table = this.constantFloat(scope, node.inputs[0], this.options.minGatherElements);
       if (!table || table.tensor.dims.length !== 2 || node.intAttribute('axis', 0) !== 0) return undefined;
-      return this.quantizeGather(node, table, addConstant);
+      return this.quantizeRows(node, table, addConstant);
     }
     if (op === 'Slice') {
       const table = this.constantFloat(scope, node.inputs[0], this.options.minGatherElements);
       if (!table || table.tensor.dims.length !== 2 || !slicesRowsOnly(node, scope)) return undefined;
-      return this.quantizeRowSlice(node, table, addConstant);
+      return this.quantizeRows(node, table, addConstant);
     }
 
     const weightName = node.inputs[1];
@@ -209,44 +209,28 @@ class Rewriter {
     return nodes;
   }
 
-  /** Gather on a large constant table -> int8 table with a float scale per row, gathered alongside. */
-  private quantizeGather(node: NodeView, table: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
-    const [rows, cols] = table.tensor.dims as [number, number];
-    const { q, scales } = quantizePerRow(table.tensor.floats(), rows, cols, this.options.reduceRange ? 63 : 127);
-    const base = this.fresh(node.name || node.outputs[0] || 'gather');
-    addConstant(`${base}_table`, makeTensor(`${base}_table`, DATA_TYPE.INT8, [rows, cols], new Uint8Array(q.buffer)));
-    addConstant(`${base}_rowscale`, makeTensor(`${base}_rowscale`, DATA_TYPE.FLOAT, [rows, 1], new Uint8Array(scales.buffer)));
-    this.release(node.inputs[0] as string, table);
-    this.report.tensors++;
-    this.report.rewritten.Gather = (this.report.rewritten.Gather ?? 0) + 1;
-    const ids = node.inputs[1] as string;
-    return [
-      makeNode('Gather', [`${base}_table`, ids], [`${base}_gq`], `${base}_gather`, { axis: { i: 0 } }),
-      makeNode('Gather', [`${base}_rowscale`, ids], [`${base}_gs`], `${base}_gather_scale`, { axis: { i: 0 } }),
-      makeNode('Cast', [`${base}_gq`], [`${base}_gf`], `${base}_cast`, { to: { i: DATA_TYPE.FLOAT } }),
-      makeNode('Mul', [`${base}_gf`, `${base}_gs`], [node.outputs[0] as string], `${base}_dequant`),
-    ];
-  }
-
   /**
-   * Slice of rows of a large constant table (position embeddings): int8 table with a float
-   * scale per row; the scales are sliced alongside and multiplied back after.
+   * A large constant table read by rows (Gather on axis 0, or a Slice along rows) -> an int8
+   * table with a float scale per row; the scales are read the same way and multiplied back.
    */
-  private quantizeRowSlice(node: NodeView, table: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
+  private quantizeRows(node: NodeView, table: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
+    const op = node.opType as 'Gather' | 'Slice';
     const [rows, cols] = table.tensor.dims as [number, number];
     const { q, scales } = quantizePerRow(table.tensor.floats(), rows, cols, this.options.reduceRange ? 63 : 127);
-    const base = this.fresh(node.name || node.outputs[0] || 'slice');
+    const base = this.fresh(node.name || node.outputs[0] || op.toLowerCase());
     addConstant(`${base}_table`, makeTensor(`${base}_table`, DATA_TYPE.INT8, [rows, cols], new Uint8Array(q.buffer)));
     addConstant(`${base}_rowscale`, makeTensor(`${base}_rowscale`, DATA_TYPE.FLOAT, [rows, 1], new Uint8Array(scales.buffer)));
     this.release(node.inputs[0] as string, table);
     this.report.tensors++;
-    this.report.rewritten.Slice = (this.report.rewritten.Slice ?? 0) + 1;
+    this.report.rewritten[op] = (this.report.rewritten[op] ?? 0) + 1;
     const rest = node.inputs.slice(1);
+    const read = (data: string, out: string, name: string) =>
+      op === 'Gather' ? makeNode('Gather', [data, ...rest], [out], name, { axis: { i: 0 } }) : makeNode('Slice', [data, ...rest], [out], name);
     return [
-      makeNode('Slice', [`${base}_table`, ...rest], [`${base}_sq`], `${base}_slice`),
-      makeNode('Slice', [`${base}_rowscale`, ...rest], [`${base}_ss`], `${base}_slice_scale`),
-      makeNode('Cast', [`${base}_sq`], [`${base}_sf`], `${base}_cast`, { to: { i: DATA_TYPE.FLOAT } }),
-      makeNode('Mul', [`${base}_sf`, `${base}_ss`], [node.outputs[0] as string], `${base}_dequant`),
+      read(`${base}_table`, `${base}_q`, `${base}_read`),
+      read(`${base}_rowscale`, `${base}_s`, `${base}_read_scale`),
+      makeNode('Cast', [`${base}_q`], [`${base}_f`], `${base}_cast`, { to: { i: DATA_TYPE.FLOAT } }),
+      makeNode('Mul', [`${base}_f`, `${base}_s`], [node.outputs[0] as string], `${base}_dequant`),
     ];
   }
 
