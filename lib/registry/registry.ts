@@ -1,6 +1,6 @@
 import { NotFoundError } from '../errors';
 import type { ObjectStore } from '../storage/object-store';
-import { sha256Hex } from '../storage/disk-cache';
+import { sha256Hex } from '../storage/hash';
 import { keys, versionOfManifestKey } from './keys';
 import { checkLabel, checkModelName, parseAlias, parseManifest, type Alias, type Manifest } from './manifest';
 

@@ -4,7 +4,6 @@ import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256File } from './hash';
 
-export { sha256Hex } from './hash';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 

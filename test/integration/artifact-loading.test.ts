@@ -4,7 +4,7 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/clie
 import { InferenceSession } from 'onnxruntime-node';
 import { keys } from '../../lib/registry/keys';
 import { Registry, setAlias } from '../../lib/registry/registry';
-import { sha256Hex } from '../../lib/storage/disk-cache';
+import { sha256Hex } from '../../lib/storage/hash';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, publishModel, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext } from '../helpers/events';

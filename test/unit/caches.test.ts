@@ -5,7 +5,8 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { Manifest } from '../../lib/registry/manifest';
 import { ModelSession } from '../../lib/runtime/model-session';
 import { SessionCache } from '../../lib/runtime/session-cache';
-import { DiskCache, sha256Hex } from '../../lib/storage/disk-cache';
+import { DiskCache } from '../../lib/storage/disk-cache';
+import { sha256Hex } from '../../lib/storage/hash';
 import { mlpModel } from '../helpers/models';
 
 const settings = { intraOpNumThreads: 1, graphOptimizationLevel: 'all' as const };
