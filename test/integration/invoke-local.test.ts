@@ -2,10 +2,13 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { S3Event } from 'aws-lambda';
 import { hashApiKey } from '../../lib/auth/api-key';
+import { jobIdFor, type JobReport } from '../../lib/convert/job';
+import { ObjectStore } from '../../lib/storage/object-store';
+import { sileroFile, sileroOptions } from '../../tools/stack/default-model';
 import { publishModel } from '../helpers/app';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { mlpModel } from '../helpers/models';
 
 // `sls invoke local` end to end: serverless.yml, serverless-esbuild's bundle and the events in
 // events/ against a real local S3. Each invoke bundles the function again (a few seconds).
@@ -14,6 +17,8 @@ const ROOT = resolve(__dirname, '..', '..');
 const SLS = join(ROOT, 'node_modules', 'serverless', 'bin', 'serverless.js');
 const LOCAL_DEV_KEY = 'local-dev-key';
 const TIMEOUT_MS = 180_000;
+/** The default model of `npm start`, as the package ships it. */
+const SILERO_FILE = sileroFile();
 
 interface InvokeResult {
   /** What the handler returned, as printed. */
@@ -28,8 +33,9 @@ let s3: LocalS3;
 let temp: string;
 
 beforeAll(async () => {
-  s3 = await startLocalS3();
-  await publishModel(s3, 'mlp', 1, mlpModel(), { label: 'stable' });
+  // The bucket and model the events name: the ones `npm start` serves.
+  s3 = await startLocalS3('onnx-lambda-local');
+  await publishModel(s3, 'silero-vad', 1, new Uint8Array(readFileSync(SILERO_FILE)), { label: 'stable' });
   temp = mkdtempSync(join(tmpdir(), 'invoke-local-'));
 }, TIMEOUT_MS);
 
@@ -53,7 +59,7 @@ function lastJsonObject(stdout: string): Record<string, unknown> {
 }
 
 /** Runs `sls invoke local -f infer -p <event>` in a child process and returns its parsed result. */
-function invokeLocal(eventPath: string): Promise<InvokeResult> {
+function invokeLocal(eventPath: string, fn: 'infer' | 'convert' = 'infer'): Promise<InvokeResult> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     MODELS_BUCKET: s3.bucket,
@@ -77,7 +83,7 @@ function invokeLocal(eventPath: string): Promise<InvokeResult> {
   return new Promise((done, fail) => {
     execFile(
       process.execPath,
-      [SLS, 'invoke', 'local', '-f', 'infer', '-p', eventPath],
+      [SLS, 'invoke', 'local', '-f', fn, '-p', eventPath],
       { cwd: ROOT, env, timeout: TIMEOUT_MS - 10_000, maxBuffer: 16 * 1024 * 1024 },
       (error, stdout, stderr) => {
         if (error) {
@@ -105,19 +111,17 @@ const event = (name: string) => join(ROOT, 'events', `${name}.json`);
 
 describe('sls invoke local with the events in events/', () => {
   test(
-    'infer-v2: the MLP published in the local S3 answers with three probabilities',
+    'infer-v2: Silero VAD in the local S3 finds speech in the recorded sample',
     async () => {
       const res = await invokeLocal(event('infer-v2'));
       expect(res.statusCode).toBe(200);
-      expect(res.json.model_name).toBe('mlp');
+      expect(res.json.model_name).toBe('silero-vad');
       expect(res.json.model_version).toBe('1');
       const outputs = res.json.outputs as { name: string; datatype: string; shape: number[]; data: number[] }[];
-      const probs = outputs.find((o) => o.name === 'probs');
-      expect(probs?.datatype).toBe('FP32');
-      expect(probs?.shape).toEqual([1, 3]);
-      expect(probs?.data).toHaveLength(3);
-      for (const p of probs!.data) expect(p).toBeGreaterThanOrEqual(0);
-      expect(probs!.data.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+      expect(outputs.map((o) => o.name)).toEqual(['output']);
+      expect(outputs[0]?.datatype).toBe('FP32');
+      expect(outputs[0]?.shape).toEqual([1, 1]);
+      expect(outputs[0]?.data[0]).toBeGreaterThan(0.5);
     },
     TIMEOUT_MS,
   );
@@ -157,15 +161,16 @@ describe('sls invoke local with the events in events/', () => {
         },
         'model-metadata': (res) => {
           expect(res.statusCode).toBe(200);
-          expect(res.json.name).toBe('mlp');
+          expect(res.json.name).toBe('silero-vad');
           expect(res.json.platform).toBe('onnx');
         },
         'model-ready': (res) => expect(res.statusCode).toBe(200),
         'tf-predict': (res) => {
           expect(res.statusCode).toBe(200);
-          const predictions = res.json.predictions as number[][];
-          expect(predictions).toHaveLength(1);
-          expect(predictions[0]).toHaveLength(3);
+          // Columnar request, columnar answer: the one output asked for, speech probability.
+          const outputs = res.json.outputs as number[][];
+          expect(outputs).toHaveLength(1);
+          expect(outputs[0]?.[0]).toBeGreaterThan(0.5);
         },
         'tf-status': (res) => {
           expect(res.statusCode).toBe(200);
@@ -182,6 +187,27 @@ describe('sls invoke local with the events in events/', () => {
           throw new Error(`events/${name}.json: ${(e as Error).message}\n${JSON.stringify(res.raw)}`);
         }
       }
+    },
+    TIMEOUT_MS * 2,
+  );
+
+  test(
+    'convert-s3-put: the upload npm start makes converts once; the same event again changes nothing',
+    async () => {
+      const put = JSON.parse(readFileSync(event('convert-s3-put'), 'utf8')) as S3Event;
+      const object = put.Records[0]!.s3.object;
+      const store = new ObjectStore(s3.client(), s3.bucket);
+      await store.put(object.key.replace(/\.onnx$/, '.json'), JSON.stringify(sileroOptions()), 'application/json');
+      await store.put(object.key, readFileSync(SILERO_FILE), 'application/octet-stream');
+      // The event carries the ETag the local S3 gives this file (its MD5), as npm start uploads it.
+      expect((await store.head(object.key))?.etag).toBe(object.eTag);
+
+      const first = await invokeLocal(event('convert-s3-put'), 'convert');
+      const [report] = (first.raw as unknown as { reports: JobReport[] }).reports;
+      expect(report).toMatchObject({ status: 'succeeded', model: 'silero-vad', version: 2, jobId: jobIdFor({ key: object.key, etag: object.eTag }) });
+      const again = await invokeLocal(event('convert-s3-put'), 'convert');
+      expect((again.raw as unknown as { reports: JobReport[] }).reports).toEqual([report]);
+      expect((await store.listKeys('models/silero-vad/')).filter((k) => k.endsWith('manifest.json'))).toHaveLength(2);
     },
     TIMEOUT_MS * 2,
   );

@@ -86,7 +86,10 @@ export function readLocalApiKey(s: LocalSettings, env: NodeJS.ProcessEnv = proce
 
 /** What a running `npm start` writes to DATA_DIR/stack.json, for the CLI and a second start. */
 export interface StackState {
+  /** The `npm start` process. */
   pid: number;
+  /** The process group of everything it started (serverless offline and its helpers). */
+  groupPid: number;
   apiUrl: string;
   s3Endpoint: string;
   bucket: string;

