@@ -48,11 +48,10 @@ export function matchRoute(httpMethod: string, path: string): Route {
 
   if (s[0] === 'v2') {
     if (s.length === 1) return method(m, 'GET', path), { kind: 'serverMetadata' };
-    if (s[1] === 'health' && s.length === 3) {
+    // Name first: a health check that does not exist is a 404 whatever the method.
+    if (s[1] === 'health' && s.length === 3 && (s[2] === 'live' || s[2] === 'ready')) {
       method(m, 'GET', path);
-      if (s[2] === 'live') return { kind: 'live' };
-      if (s[2] === 'ready') return { kind: 'ready' };
-      return notFound();
+      return { kind: s[2] };
     }
     if (s[1] !== 'models' || s.length < 3) return notFound();
     const selector: ModelSelector = { model: checkModelName(s[2] as string) };

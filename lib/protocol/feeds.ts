@@ -50,9 +50,13 @@ export function checkAllInputsGiven(specs: readonly TensorSpec[], feeds: Record<
   }
 }
 
-/** Resolves requested output names against the model's outputs; none requested means all. */
+/**
+ * Resolves requested output names against the model's outputs. None requested, or an empty
+ * list, means all (as Triton reads OIP `outputs` and TF Serving `output_filter`): onnxruntime
+ * refuses to run with no outputs to fetch.
+ */
 export function selectOutputs(specs: readonly TensorSpec[], requested: readonly unknown[] | undefined): TensorSpec[] {
-  if (requested === undefined) return [...specs];
+  if (requested === undefined || requested.length === 0) return [...specs];
   const chosen: TensorSpec[] = [];
   for (const name of requested) {
     if (typeof name !== 'string') throw new InvalidRequestError('every requested output needs a "name" string');

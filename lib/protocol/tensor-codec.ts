@@ -17,11 +17,22 @@ const MAX_ELEMENTS = 1 << 28;
 
 const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
 
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** A value from a parsed request body, quoted as JSON and shortened for an error message. */
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'missing';
-  // Parsed JSON always stringifies; JSON text is already escaped, so only shorten it.
-  const text = JSON.stringify(value) ?? 'undefined';
+  // A literal like 1e400 parses to Infinity, which JSON.stringify would show as null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  let text: string;
+  try {
+    // Parsed JSON always stringifies; JSON text is already escaped, so only shorten it.
+    text = JSON.stringify(value) ?? 'undefined';
+  } catch {
+    // JSON.parse takes 100,000 nested arrays; JSON.stringify recurses and runs out of stack.
+    return Array.isArray(value) ? 'a deeply nested array' : 'a deeply nested object';
+  }
   return text.length > 40 ? `${text.slice(0, 40)}...` : text;
 }
 
@@ -178,6 +189,14 @@ export function toOrtTensor(input: string, info: DatatypeInfo, shape: readonly n
       for (let i = 0; i < n; i++) {
         const v = flat[i];
         if (typeof v !== 'string') badElement(input, i, v, info);
+        // onnxruntime-node hands strings to ORT as NUL-terminated UTF-8: it cuts them at a NUL
+        // and turns lone surrogates into U+FFFD. Refuse both rather than change the data.
+        if (v.includes('\0')) {
+          throw new InvalidRequestError(`input "${input}": element ${i} contains a NUL character, which onnxruntime-node cannot carry in a BYTES tensor`);
+        }
+        if (LONE_SURROGATE.test(v)) {
+          throw new InvalidRequestError(`input "${input}": element ${i} is not valid Unicode (a lone surrogate); BYTES travel as UTF-8`);
+        }
         out[i] = v;
       }
       return new Tensor('string', out, dims);

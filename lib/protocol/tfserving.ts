@@ -56,7 +56,8 @@ function decodeB64(input: string, b64: unknown): string {
   }
   const bytes = Buffer.from(b64, 'base64');
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    // ignoreBOM: bytes are data, so a leading EF BB BF is kept, not stripped as a byte-order mark.
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new InvalidRequestError(
       `input "${input}": "b64" bytes are not valid UTF-8; onnxruntime-node carries BYTES tensors as UTF-8 strings`,
