@@ -67,6 +67,14 @@ function indexBounds(model: OnnxModel): Map<string, number> {
   return bounds;
 }
 
+/**
+ * Most elements one generated sample may hold, over all its inputs (64 MiB of float32). Input
+ * dims come from the upload: without a limit, an 800-byte model declaring `x[16777216, 4]`
+ * has the conversion allocate and run gigabytes, and the function dies of memory before it
+ * writes the job's report.
+ */
+export const MAX_GENERATED_SAMPLE_ELEMENTS = 2 ** 24;
+
 /** Generates feeds from a session's input metadata (documented defaults for dynamic dims). */
 export function generateSamples(session: InferenceSession, model: OnnxModel, options: EvaluateOptions): Record<string, Tensor>[] {
   const rand = prng(options.seed);
@@ -74,10 +82,17 @@ export function generateSamples(session: InferenceSession, model: OnnxModel, opt
   const samples: Record<string, Tensor>[] = [];
   for (let s = 0; s < options.sampleCount; s++) {
     const feeds: Record<string, Tensor> = {};
+    let elements = 0;
     for (const meta of session.inputMetadata) {
       if (!meta.isTensor) throw new Error(`input "${meta.name}" is not a tensor`);
       const dims = meta.shape.map((d, i) => (typeof d === 'number' && d >= 0 ? d : i === 0 ? options.dynamicDims.first : options.dynamicDims.other));
       const n = dims.reduce((a, b) => a * b, 1);
+      elements += n;
+      if (!(elements <= MAX_GENERATED_SAMPLE_ELEMENTS)) {
+        throw new Error(
+          `input "${meta.name}" [${dims.join(', ')}] makes a generated sample of ${elements} elements, over the limit of ${MAX_GENERATED_SAMPLE_ELEMENTS}; give sample inputs in the upload's options`,
+        );
+      }
       const bound = bounds.get(meta.name) ?? 2;
       const int = () => Math.floor(rand() * bound);
       switch (meta.type) {

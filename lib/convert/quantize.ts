@@ -79,6 +79,9 @@ class Rewriter {
   private rewriteGraph(graph: GraphView, outer: ReadonlyMap<string, ConstantRef>, isMain: boolean): void {
     const scope = new Map(outer);
     for (const t of graph.initializers()) scope.set(t.name, { tensor: t, owner: graph, kind: 'initializer', proto: t.proto });
+    // A graph input is not a constant, even with an initializer of its name (an overridable
+    // default a caller may feed): rewriting it would drop the input's value and leave it required.
+    for (const name of graph.inputNames()) scope.delete(name);
     const nodes = graph.nodes();
     for (const node of nodes) {
       if (node.opType !== 'Constant' || node.domain) continue;

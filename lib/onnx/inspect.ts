@@ -24,11 +24,13 @@ export interface ModelOutline {
 }
 
 // Field numbers from onnx.proto.
-const MODEL = { irVersion: 1, opsetImport: 8, graph: 7 } as const;
+const MODEL = { irVersion: 1, opsetImport: 8, graph: 7, trainingInfo: 20, functions: 25 } as const;
+const TRAINING_INFO = { initialization: 1, algorithm: 2 } as const;
+const FUNCTION = { node: 7, attributeProto: 11 } as const;
 const OPSET = { domain: 1, version: 2 } as const;
 const GRAPH = { node: 1, initializer: 5, input: 11, output: 12, sparseInitializer: 15 } as const;
 const NODE = { attribute: 5 } as const;
-const ATTRIBUTE = { t: 5, g: 6, tensors: 10, graphs: 11, sparseTensor: 22 } as const;
+const ATTRIBUTE = { t: 5, g: 6, tensors: 10, graphs: 11, sparseTensor: 22, sparseTensors: 23 } as const;
 const VALUE_INFO = { name: 1, type: 2 } as const;
 const TYPE = { tensor: 1, sequence: 4, map: 5, sparseTensor: 8, optional: 9 } as const;
 const TENSOR_TYPE = { elemType: 1, shape: 2 } as const;
@@ -42,7 +44,9 @@ const MAX_GRAPH_DEPTH = 64;
 /**
  * Reads a model's declared interface without onnxruntime: IR version, opsets, graph inputs and
  * outputs with their types, initializer names, and any tensors stored as external data (in any
- * subgraph). Tensor payloads are skipped, not copied, so this is cheap on large models.
+ * subgraph, model-local function or training-info graph: onnxruntime inlines functions, so their
+ * Constant nodes load external data too). Tensor payloads are skipped, not copied, so this is
+ * cheap on large models.
  * Throws {@link WireFormatError} for bytes that are not an ONNX model.
  */
 export function outlineModel(bytes: Uint8Array | ByteSource): ModelOutline {
@@ -56,10 +60,31 @@ export function outlineModel(bytes: Uint8Array | ByteSource): ModelOutline {
     else if (f.number === MODEL.graph && f.wireType === WIRE_LEN) {
       readGraph(r.message(), outline, 0, true);
       sawGraph = true;
-    } else r.skip(f.wireType);
+    } else if (f.number === MODEL.functions && f.wireType === WIRE_LEN) readFunction(r.message(), outline);
+    else if (f.number === MODEL.trainingInfo && f.wireType === WIRE_LEN) readTrainingInfo(r.message(), outline);
+    else r.skip(f.wireType);
   }
   if (!sawGraph) throw new WireFormatError('no graph in the model');
   return outline;
+}
+
+/** A model-local function: its nodes and default attributes may hold tensors (external ones included). */
+function readFunction(r: WireReader, outline: ModelOutline): void {
+  while (!r.done) {
+    const f = r.tag();
+    if (f.number === FUNCTION.node && f.wireType === WIRE_LEN) readNode(r.message(), outline, 1);
+    else if (f.number === FUNCTION.attributeProto && f.wireType === WIRE_LEN) readAttribute(r.message(), outline, 1);
+    else r.skip(f.wireType);
+  }
+}
+
+function readTrainingInfo(r: WireReader, outline: ModelOutline): void {
+  while (!r.done) {
+    const f = r.tag();
+    if ((f.number === TRAINING_INFO.initialization || f.number === TRAINING_INFO.algorithm) && f.wireType === WIRE_LEN) {
+      readGraph(r.message(), outline, 1, false);
+    } else r.skip(f.wireType);
+  }
 }
 
 function readOpset(r: WireReader): { domain: string; version: number } {
@@ -114,15 +139,18 @@ function readNode(r: WireReader, outline: ModelOutline, depth: number): void {
       r.skip(f.wireType);
       continue;
     }
-    const a = r.message();
-    while (!a.done) {
-      const af = a.tag();
-      if (af.wireType !== WIRE_LEN) a.skip(af.wireType);
-      else if (af.number === ATTRIBUTE.t || af.number === ATTRIBUTE.tensors) readTensor(a.message(), outline);
-      else if (af.number === ATTRIBUTE.g || af.number === ATTRIBUTE.graphs) readGraph(a.message(), outline, depth + 1, false);
-      else if (af.number === ATTRIBUTE.sparseTensor) readSparseTensor(a.message(), outline);
-      else a.skip(af.wireType);
-    }
+    readAttribute(r.message(), outline, depth);
+  }
+}
+
+function readAttribute(a: WireReader, outline: ModelOutline, depth: number): void {
+  while (!a.done) {
+    const af = a.tag();
+    if (af.wireType !== WIRE_LEN) a.skip(af.wireType);
+    else if (af.number === ATTRIBUTE.t || af.number === ATTRIBUTE.tensors) readTensor(a.message(), outline);
+    else if (af.number === ATTRIBUTE.g || af.number === ATTRIBUTE.graphs) readGraph(a.message(), outline, depth + 1, false);
+    else if (af.number === ATTRIBUTE.sparseTensor || af.number === ATTRIBUTE.sparseTensors) readSparseTensor(a.message(), outline);
+    else a.skip(af.wireType);
   }
 }
 
