@@ -3,9 +3,9 @@ import { performance } from 'node:perf_hooks';
 import { InferenceSession } from 'onnxruntime-node';
 import { ServiceUnavailableError } from '../errors';
 import { toSpecs } from '../runtime/model-session';
-import { keys } from '../registry/keys';
-import { MODEL_NAME_PATTERN, type TensorSpec } from '../registry/manifest';
-import { nextVersion, publishVersion } from '../registry/registry';
+import { keys, versionOfManifestKey } from '../registry/keys';
+import { MODEL_NAME_PATTERN, parseManifest, type Manifest, type TensorSpec } from '../registry/manifest';
+import { nextVersion, publishVersion, setAlias } from '../registry/registry';
 import { sha256Hex } from '../storage/hash';
 import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { parseUploadOptions } from './options';
@@ -87,6 +87,55 @@ async function publishNextVersion(
   throw new ServiceUnavailableError(`could not claim a version of ${manifest.model}: 20 attempts were taken by other publishers`);
 }
 
+/** What a conversion writes into its manifest, besides the registry's own fields. */
+interface ConversionRecord {
+  version: number;
+  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string };
+  evaluation: PipelineResult['evaluation'] & { passed: boolean; gates: PipelineResult['gates'] };
+}
+
+/**
+ * The version an earlier delivery of this job published, if any. A fault after the manifest
+ * was written (label or report write, a lost answer) makes the job throw, and S3 delivers again:
+ * that delivery must finish the job, not publish the upload a second time. Only manifests S3
+ * stored since the upload can be this job's, so a first delivery reads none.
+ */
+async function versionOfJob(store: ObjectStore, model: string, jobId: string, since: Date | undefined): Promise<(Manifest & ConversionRecord) | undefined> {
+  const candidates = (await store.list(keys.modelPrefix(model)))
+    .filter((o) => versionOfManifestKey(model, o.key) !== undefined && !(since && o.lastModified && o.lastModified < since))
+    .sort((a, b) => (versionOfManifestKey(model, b.key) ?? 0) - (versionOfManifestKey(model, a.key) ?? 0));
+  for (const { key } of candidates) {
+    const raw = await store.getJson(key);
+    if (raw === undefined) continue;
+    const manifest = parseManifest(raw, key) as Manifest & Partial<ConversionRecord>;
+    if (manifest.conversion?.jobId === jobId && manifest.evaluation?.gates) return manifest as Manifest & ConversionRecord;
+  }
+  return undefined;
+}
+
+/** Fills a succeeded report from what the job published (one way for both first and later deliveries). */
+function succeeded(report: JobReport, published: ConversionRecord, label: string | null, labelMoved: boolean): void {
+  const { evaluation, conversion } = published;
+  const passed = evaluation.gates.passed;
+  Object.assign(report, {
+    status: 'succeeded',
+    version: published.version,
+    label,
+    labelMoved,
+    outcome: conversion.outcome,
+    reason: conversion.reason ?? (passed ? undefined : `gates failed: ${evaluation.gates.failures.join('; ')}; published as a candidate, no label moved`),
+    figures: {
+      compressionPercent: evaluation.bytes.compressionPercent,
+      speedup: evaluation.latencyMs.speedup,
+      outputs: evaluation.outputs,
+      bytes: evaluation.bytes,
+      latencyMs: evaluation.latencyMs,
+      sessionCreateMs: evaluation.sessionCreateMs,
+    },
+    gates: evaluation.gates,
+  });
+}
+
 /** A job id stable across deliveries of the same object: S3 delivers events at least once. */
 export function jobIdFor(upload: UploadRef): string {
   return createHash('sha256').update(`${upload.key}\n${upload.etag ?? ''}`).digest('hex').slice(0, 24);
@@ -149,9 +198,20 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     const head = await deps.store.head(upload.key);
     if (!head) throw new ConversionError(`upload ${upload.key} no longer exists`);
     if (head.bytes > deps.maxModelBytes) throw new ConversionError(`model is ${head.bytes} bytes, over the ${deps.maxModelBytes}-byte limit`);
+    const options = parseUploadOptions(await readSidecar(deps.store, `uploads/${model}/${file}.json`));
+
+    const earlier = await versionOfJob(deps.store, model, jobId, head.lastModified);
+    if (earlier) {
+      if (earlier.source) report.source = earlier.source;
+      const moveLabel = earlier.evaluation.passed && options.label !== null;
+      if (moveLabel) await setAlias(deps.store, model, options.label as string, earlier.version);
+      succeeded(report, earlier, options.label, moveLabel);
+      timingsMs.resume = performance.now() - started;
+      return await finish();
+    }
+
     const source = await deps.store.getBytes(upload.key, { expectedBytes: head.bytes });
     report.source = { key: upload.key, etag: upload.etag ?? head.etag, bytes: source.byteLength, sha256: sha256Hex(source) };
-    const options = parseUploadOptions(await readSidecar(deps.store, `uploads/${model}/${file}.json`));
     timingsMs.fetch = performance.now() - started;
 
     started = performance.now();
@@ -185,23 +245,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     const version = await withModelLock(model, () => publishNextVersion(deps.store, manifest, result.artifact, label));
     timingsMs.publish = performance.now() - started;
 
-    Object.assign(report, {
-      status: 'succeeded',
-      version,
-      label: options.label,
-      labelMoved: moveLabel,
-      outcome: result.outcome,
-      reason: result.reason ?? (passed ? undefined : `gates failed: ${result.gates.failures.join('; ')}; published as a candidate, no label moved`),
-      figures: {
-        compressionPercent: result.evaluation.bytes.compressionPercent,
-        speedup: result.evaluation.latencyMs.speedup,
-        outputs: result.evaluation.outputs,
-        bytes: result.evaluation.bytes,
-        latencyMs: result.evaluation.latencyMs,
-        sessionCreateMs: result.evaluation.sessionCreateMs,
-      },
-      gates: result.gates,
-    });
+    succeeded(report, { ...manifest, version }, options.label, moveLabel);
     return await finish();
   } catch (err) {
     // S3 trouble is transient: throw, so Lambda retries (bounded in serverless.yml). Anything

@@ -31,6 +31,15 @@ export class LocalWriteError extends Error {
   override readonly name = 'LocalWriteError';
 }
 
+/**
+ * An answer whose body broke off, stalled, or came shorter or longer than promised. The SDK
+ * retries a request that fails before its answer, never a body, so a caller may try once more.
+ */
+export class TransferError extends ServiceUnavailableError {}
+
+/** Reads of a JSON object: one more when the body broke off or did not parse. */
+const JSON_ATTEMPTS = 2;
+
 /** True when S3 says the key (or bucket) does not exist. */
 export function isNotFound(err: unknown): boolean {
   const e = err as S3ErrorShape | undefined;
@@ -53,17 +62,26 @@ export class ObjectStore {
     readonly bucket: string,
   ) {}
 
-  /** Reads a JSON object, or `undefined` if the key does not exist. */
+  /**
+   * Reads a JSON object, or `undefined` if the key does not exist. A body that broke off or does
+   * not parse is read once more before it is a {@link ServiceUnavailableError}.
+   */
   async getJson(key: string): Promise<unknown> {
-    const bytes = await this.getBytes(key).catch((err: unknown) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
-    if (bytes === undefined) return undefined;
-    try {
-      return JSON.parse(bytes.toString('utf8')) as unknown;
-    } catch (err) {
-      throw new ServiceUnavailableError(`storage holds invalid JSON at ${key}`, { cause: err });
+    for (let attempt = 1; ; attempt++) {
+      let bytes: Buffer;
+      try {
+        bytes = await this.getBytes(key);
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        if (err instanceof TransferError && attempt < JSON_ATTEMPTS) continue;
+        throw err;
+      }
+      try {
+        return JSON.parse(bytes.toString('utf8')) as unknown;
+      } catch (err) {
+        if (attempt < JSON_ATTEMPTS) continue;
+        throw new ServiceUnavailableError(`storage holds invalid JSON at ${key}`, { cause: err });
+      }
     }
   }
 
@@ -129,9 +147,9 @@ export class ObjectStore {
 
   private async fetchRanges(key: string, size: number, partBytes: number, concurrency: number, sink: Sink): Promise<void> {
     let next = 0;
-    let failed = false;
+    let failure: { error: unknown } | undefined;
     const worker = async (): Promise<void> => {
-      while (next < size && !failed) {
+      while (next < size && !failure) {
         const start = next;
         const end = Math.min(size, start + partBytes) - 1;
         next = end + 1;
@@ -147,25 +165,32 @@ export class ObjectStore {
         await drain(out.Body as AsyncIterable<Uint8Array> | undefined, key, start, end + 1 - start, sink, false);
       }
     };
+    // The first failure stops the other workers taking new ranges; every worker has ended before
+    // it is thrown, so nothing is requested or written once the caller has discarded the target.
     const workers = Array.from({ length: Math.min(concurrency, Math.ceil(size / partBytes)) }, () =>
       worker().catch((err: unknown) => {
-        failed = true; // the other workers stop taking new ranges
-        throw err;
+        failure ??= { error: err };
       }),
     );
     await Promise.all(workers);
+    if (failure) throw failure.error;
   }
 
   /** Every key under `prefix`, across pages. */
   async listKeys(prefix: string): Promise<string[]> {
-    const found: string[] = [];
+    return (await this.list(prefix)).map((o) => o.key);
+  }
+
+  /** Every object under `prefix`, across pages, with when S3 stored it. */
+  async list(prefix: string): Promise<{ key: string; lastModified?: Date }[]> {
+    const found: { key: string; lastModified?: Date }[] = [];
     let token: string | undefined;
     try {
       do {
         const out = await this.s3.send(
           new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
         );
-        for (const item of out.Contents ?? []) if (item.Key) found.push(item.Key);
+        for (const item of out.Contents ?? []) if (item.Key) found.push({ key: item.Key, lastModified: item.LastModified });
         token = out.IsTruncated ? out.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {
@@ -175,11 +200,11 @@ export class ObjectStore {
     return found;
   }
 
-  /** An object's ETag and size, or `undefined` if the key does not exist. */
-  async head(key: string): Promise<{ etag: string; bytes: number } | undefined> {
+  /** An object's ETag, size and time stored, or `undefined` if the key does not exist. */
+  async head(key: string): Promise<{ etag: string; bytes: number; lastModified?: Date } | undefined> {
     try {
       const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { etag: (out.ETag ?? '').replace(/"/g, ''), bytes: out.ContentLength ?? 0 };
+      return { etag: (out.ETag ?? '').replace(/"/g, ''), bytes: out.ContentLength ?? 0, lastModified: out.LastModified };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw unavailable('HEAD', key, err);
@@ -225,20 +250,27 @@ async function drain(
   sink: Sink,
   sequential: boolean,
 ): Promise<void> {
-  if (!body) throw new ServiceUnavailableError(`storage returned no body for ${key}`);
+  if (!body) throw new TransferError(`storage returned no body for ${key}`);
   let received = 0;
-  for await (const chunk of body) {
-    if (length !== undefined && received + chunk.byteLength > length) {
-      throw new ServiceUnavailableError(`storage sent more than the ${length} bytes expected for ${key}`);
+  try {
+    for await (const chunk of body) {
+      if (length !== undefined && received + chunk.byteLength > length) {
+        throw new TransferError(`storage sent more than the ${length} bytes expected for ${key}`);
+      }
+      try {
+        await sink(chunk, offset + received, sequential);
+      } catch (err) {
+        throw new LocalWriteError(`could not store bytes of ${key} locally: ${(err as Error).message}`, { cause: err });
+      }
+      received += chunk.byteLength;
     }
-    try {
-      await sink(chunk, offset + received, sequential);
-    } catch (err) {
-      throw new LocalWriteError(`could not store bytes of ${key} locally: ${(err as Error).message}`, { cause: err });
-    }
-    received += chunk.byteLength;
+  } catch (err) {
+    if (err instanceof ServiceUnavailableError || err instanceof LocalWriteError) throw err;
+    // The connection was reset, closed early or timed out mid-body: S3's fault, never the disk's.
+    const name = (err as Error | undefined)?.name ?? 'error';
+    throw new TransferError(`storage broke off ${key} after ${offset + received} bytes (${name})`, { cause: err });
   }
   if (length !== undefined && received !== length) {
-    throw new ServiceUnavailableError(`storage sent ${received} of ${length} bytes for ${key}`);
+    throw new TransferError(`storage sent ${received} of ${length} bytes for ${key}`);
   }
 }
