@@ -1,5 +1,6 @@
 import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { performance } from 'node:perf_hooks';
@@ -44,7 +45,13 @@ export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
  */
 export function inferFn(app: InferenceApp, obs: Observability) {
   return async (event: InferEvent, _context?: Context): Promise<InferResult> => {
-    if (isWarmup(event)) return { warmed: await app.service.warm(app.config.warmModels) };
+    // Every invocation counts one metric, so the flush never finds the set empty (Powertools
+    // warns on every empty flush: one log line per health check otherwise).
+    if (isWarmup(event)) {
+      obs.metrics.addMetric('WarmUps', MetricUnit.Count, 1);
+      return { warmed: await app.service.warm(app.config.warmModels) };
+    }
+    obs.metrics.addMetric('Requests', MetricUnit.Count, 1);
     const started = performance.now();
     const request = toHttpRequest(event);
     const outcome = await handleHttp(request, app.service, app.config);
