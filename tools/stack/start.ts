@@ -6,13 +6,13 @@
  * then prints how to call it. Ctrl-C (or SIGTERM) stops the whole group.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { hashApiKey } from '../../lib/auth/api-key';
 import { keys } from '../../lib/registry/keys';
 import type { ObjectStore } from '../../lib/storage/object-store';
-import { localApiKey, localSettings, openBucket, processAlive, readStackState, ROOT, stateFile, type LocalSettings, type StackState } from './local';
+import { keyFile, localApiKey, localSettings, openBucket, processAlive, readStackState, ROOT, stateFile, type LocalSettings, type StackState } from './local';
 import { DEFAULT_MODEL, sileroFile, sileroOptions, speechRequest } from './default-model';
 import { summarizeReport, uploadModel, waitForReport } from './uploads';
 
@@ -106,7 +106,12 @@ async function waitModelReady(s: LocalSettings, apiKey: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const s = localSettings();
+  let s: LocalSettings;
+  try {
+    s = localSettings();
+  } catch (err) {
+    throw new StartError((err as Error).message); // a bad PORT / S3_PORT / LAMBDA_PORT
+  }
   mkdirSync(s.dataDir, { recursive: true });
 
   const previous = readStackState(s);
@@ -146,7 +151,7 @@ async function main(): Promise<void> {
     SLS_TELEMETRY_DISABLED: '1',
     SLS_NOTIFICATIONS_MODE: 'off',
   };
-  say(`starting serverless offline + local S3 (function logs: ${relative(process.cwd(), logFile) || logFile})`);
+  say(`starting serverless offline + local S3 (function logs: ${shown(logFile)})`);
   const child = spawn(process.execPath, [require.resolve('serverless/bin/serverless.js'), 'offline', 'start'], {
     cwd: ROOT,
     env,
@@ -220,16 +225,15 @@ async function main(): Promise<void> {
     const probability = answer.outputs?.[0]?.data?.[0];
     if (!res.ok || typeof probability !== 'number') throw new StartError(`the sample request failed: ${res.status} ${JSON.stringify(answer)}`);
 
-    const shownFile = relative(process.cwd(), requestFile).startsWith('..') ? requestFile : relative(process.cwd(), requestFile);
     say();
     say('The local stack is ready.');
     say(`  HTTP API    ${s.apiUrl}   (Open Inference Protocol v2 under /v2, TF Serving under /v1)`);
-    say(`  API key     ${apiKey}   (${origin === 'env' ? 'from API_KEY' : origin === 'file' ? `kept in ${keyFileShown(s)}` : `generated; kept in ${keyFileShown(s)}`})`);
+    say(`  API key     ${apiKey}   (${origin === 'env' ? 'from API_KEY' : origin === 'file' ? `kept in ${shown(keyFile(s))}` : `generated; kept in ${shown(keyFile(s))}`})`);
     say(`  local S3    ${s.s3Endpoint}   bucket ${s.bucket}; uploads/<model>/<file>.onnx converts and publishes`);
     say(`  model       ${DEFAULT_MODEL} (Silero VAD, speech probability of 36 ms of 16 kHz audio)`);
     say();
     say('Ask for the speech probability of the recorded speech sample:');
-    say(`  curl -s -H 'x-api-key: ${apiKey}' -H 'content-type: application/json' -d @${shownFile} ${s.apiUrl}/v2/models/${DEFAULT_MODEL}/infer`);
+    say(`  curl -s -H 'x-api-key: ${apiKey}' -H 'content-type: application/json' -d @${shown(requestFile)} ${s.apiUrl}/v2/models/${DEFAULT_MODEL}/infer`);
     say(`  (answered just now: ${probability.toFixed(3)}; silence gives about 0.002)`);
     say();
     say('Your own model: npm run model -- upload my-model.onnx --name my-model');
@@ -240,9 +244,10 @@ async function main(): Promise<void> {
   }
 }
 
-function keyFileShown(s: LocalSettings): string {
-  const file = join(s.dataDir, 'api-key');
-  return existsSync(file) ? relative(process.cwd(), file) || file : file;
+/** A path as short as it can be shown: relative to the working directory when inside it. */
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') ? rel : path;
 }
 
 main().catch((err: unknown) => {
