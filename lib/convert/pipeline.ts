@@ -141,13 +141,17 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
   return best;
 }
 
-/** Quantizes (per mode), then optimizes offline; keeps the optimized graph if it loads faster and agrees. */
-async function transform(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, timings: Record<string, number>) {
+/**
+ * Quantizes (per mode), then optimizes offline; keeps the optimized graph if it loads faster and
+ * agrees. Its steps are timed under `quantize` and `optimize` plus `suffix`, so a fallback pass
+ * does not overwrite the first pass's timings.
+ */
+async function transform(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, timings: Record<string, number>, suffix = '') {
   let started = performance.now();
   const model = OnnxModel.decode(source);
   const quantization = quantizeModel(model, { ...options, mode });
   const quantized = mode === 'none' ? source : model.encode();
-  timings.quantize = performance.now() - started;
+  timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();
   const threads = options.evaluate.intraOpNumThreads;
@@ -159,7 +163,7 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
   // Constant folding can undo compression (a float16 weight's Cast folds back to float32):
   // an optimized graph that grows the artifact is not kept.
   const kept = agrees && after < before && optimized.byteLength <= quantized.byteLength * 1.05;
-  timings.optimize = performance.now() - started;
+  timings[`optimize${suffix}`] = performance.now() - started;
   return {
     artifact: kept ? optimized : quantized,
     quantization,
@@ -193,7 +197,7 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
       : undefined;
     return { ...first, outcome: 'converted', ...(reason ? { reason } : {}), evaluation, gates, timingsMs };
   }
-  const fallback = await transform(source, 'none', options, timingsMs);
+  const fallback = await transform(source, 'none', options, timingsMs, 'Fallback');
   started = performance.now();
   const fallbackEvaluation = await evaluate(source, fallback.artifact, options.evaluate);
   timingsMs.evaluateFallback = performance.now() - started;

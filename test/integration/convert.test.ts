@@ -150,6 +150,8 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
     expect(report).toMatchObject({ status: 'succeeded', version: 1, outcome: 'float-fallback', labelMoved: true });
     expect(report.reason).toMatch(/^int8-dynamic failed its gates \(output "y": cosine 0\.\d+ < 0\.9999999\); published the optimized float model instead$/);
     expect(report.figures!.outputs.y!.cosine).toBeGreaterThan(0.9999999);
+    // Both passes keep their own timings: the int8 attempt's are not overwritten by the fallback's.
+    expect(Object.keys(report.timingsMs)).toEqual(expect.arrayContaining(['quantize', 'optimize', 'evaluate', 'quantizeFallback', 'optimizeFallback', 'evaluateFallback']));
   });
 
   test('a BERT-shaped encoder (embeddings, 4 attention + FFN layers, int64 token ids) converts and serves', async () => {
