@@ -242,10 +242,16 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       evaluation: { passed, ...result.evaluation, gates: result.gates },
     };
     const label = moveLabel ? (options.label as string) : undefined;
-    const version = await withModelLock(model, () => publishNextVersion(deps.store, manifest, result.artifact, label));
+    const published = await withModelLock(model, async () => {
+      // Another delivery of this same upload, converted at the same time, may have published
+      // first: then its version is this job's, and nothing is published twice.
+      const first = await versionOfJob(deps.store, model, jobId, head.lastModified);
+      if (first) return first;
+      return { ...manifest, version: await publishNextVersion(deps.store, manifest, result.artifact, label) };
+    });
     timingsMs.publish = performance.now() - started;
 
-    succeeded(report, { ...manifest, version }, options.label, moveLabel);
+    succeeded(report, published, options.label, published.evaluation.passed && options.label !== null);
     return await finish();
   } catch (err) {
     // S3 trouble is transient: throw, so Lambda retries (bounded in serverless.yml). Anything
