@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256File } from './hash';
@@ -27,16 +27,26 @@ export class DiskCache {
   private readonly pins = new Map<string, number>();
   private totalBytes = 0;
   private reservedBytes = 0;
+  /** False when the directory could not be made or read at start-up: every artifact stays in memory. */
+  readonly usable: boolean;
 
   constructor(
     readonly dir: string,
     private readonly maxBytes: number,
   ) {
-    mkdirSync(dir, { recursive: true });
-    const found = readdirSync(dir)
-      .filter((name) => SHA256_HEX.test(name))
-      .map((name) => ({ name, stat: statSync(join(dir, name)) }))
-      .sort((a, b) => a.stat.atimeMs - b.stat.atimeMs);
+    let found: { name: string; stat: Stats }[];
+    try {
+      mkdirSync(dir, { recursive: true });
+      found = readdirSync(dir)
+        .filter((name) => SHA256_HEX.test(name))
+        .map((name) => ({ name, stat: statSync(join(dir, name)) }))
+        .sort((a, b) => a.stat.atimeMs - b.stat.atimeMs);
+    } catch {
+      // A cache that cannot exist must not stop the function from serving (from memory).
+      this.usable = false;
+      return;
+    }
+    this.usable = true;
     for (const { name, stat } of found) {
       this.entries.set(name, stat.size);
       this.totalBytes += stat.size;
@@ -83,6 +93,8 @@ export class DiskCache {
    * when the file cannot fit even after eviction; the caller then keeps the artifact in memory.
    */
   async reserve(bytes: number): Promise<Reservation | undefined> {
+    // Bigger than the whole cache (or no cache): evicting everything else would not make it fit.
+    if (!this.usable || bytes > this.maxBytes) return undefined;
     for (const oldest of [...this.entries.keys()]) {
       if (this.totalBytes + this.reservedBytes + bytes <= this.maxBytes) break;
       if (!this.pins.has(oldest)) await this.remove(oldest);
