@@ -22,6 +22,15 @@ function isWarmup(event: InferEvent): event is WarmupEvent {
   return source === 'aws.events' || source === 'serverless-plugin-warmup';
 }
 
+/**
+ * The body as text. API Gateway always sends a string; serverless-offline parses a JSON body
+ * itself and hands over a falsy result (`false`, `0`) as that value, not as its text.
+ */
+function bodyText(body: unknown): string | undefined {
+  if (body === undefined || body === null || typeof body === 'string') return body ?? undefined;
+  return JSON.stringify(body);
+}
+
 /** API Gateway HTTP API (payload v2) event -> transport-free request. */
 export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
   const headers: Record<string, string | undefined> = {};
@@ -33,7 +42,7 @@ export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
     method: event.requestContext?.http?.method ?? 'GET',
     path,
     headers,
-    body: event.body,
+    body: bodyText(event.body),
     isBase64Encoded: event.isBase64Encoded,
   };
 }
