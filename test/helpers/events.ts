@@ -1,4 +1,4 @@
-import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, Context, S3Event } from 'aws-lambda';
 
 /** The key every test app accepts, and its configured digest. */
 export const TEST_API_KEY = 'test-key-0123456789';
@@ -58,4 +58,31 @@ export function lambdaContext(name = 'infer'): Context {
     fail: () => undefined,
     succeed: () => undefined,
   };
+}
+
+/**
+ * An S3 ObjectCreated:Put event as AWS delivers it: the key URL-encoded with spaces as '+'
+ * (`encode: false` gives the raw key, as the local S3 sends it), fresh each time; `copies`
+ * repeats the record within one event.
+ */
+export function s3PutEvent(bucket: string, key: string, etag: string, options: { size?: number; encode?: boolean; copies?: number } = {}): S3Event {
+  const { size = 0, encode = true, copies = 1 } = options;
+  const eventKey = encode ? encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+') : key;
+  const record = (): S3Event['Records'][number] => ({
+    eventVersion: '2.1',
+    eventSource: 'aws:s3',
+    awsRegion: 'us-east-1',
+    eventTime: new Date().toISOString(),
+    eventName: 'ObjectCreated:Put',
+    userIdentity: { principalId: 'AWS:EXAMPLE' },
+    requestParameters: { sourceIPAddress: '127.0.0.1' },
+    responseElements: { 'x-amz-request-id': 'req', 'x-amz-id-2': 'id2' },
+    s3: {
+      s3SchemaVersion: '1.0',
+      configurationId: 'convert',
+      bucket: { name: bucket, ownerIdentity: { principalId: 'EXAMPLE' }, arn: `arn:aws:s3:::${bucket}` },
+      object: { key: eventKey, size, eTag: etag, sequencer: '0055AED6DCD90281E5' },
+    },
+  });
+  return { Records: Array.from({ length: copies }, record) };
 }

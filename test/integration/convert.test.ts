@@ -7,7 +7,7 @@ import type { JobReport } from '../../lib/convert/job';
 import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext } from '../helpers/events';
+import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { bertEncoderModel, denseStackModel, mlpModel, ONNX, prng, sileroVadModel, uncarriableOutputModel } from '../helpers/models';
 
@@ -28,30 +28,7 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-/** An S3 ObjectCreated:Put event as AWS delivers it: the key URL-encoded, spaces as '+'. */
-function s3Event(key: string, etag: string, encode = true): S3Event {
-  const encoded = encode ? encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+') : key;
-  return {
-    Records: [
-      {
-        eventVersion: '2.1',
-        eventSource: 'aws:s3',
-        awsRegion: 'us-east-1',
-        eventTime: new Date().toISOString(),
-        eventName: 'ObjectCreated:Put',
-        userIdentity: { principalId: 'AWS:EXAMPLE' },
-        requestParameters: { sourceIPAddress: '127.0.0.1' },
-        responseElements: { 'x-amz-request-id': 'req', 'x-amz-id-2': 'id2' },
-        s3: {
-          s3SchemaVersion: '1.0',
-          configurationId: 'convert',
-          bucket: { name: s3.bucket, ownerIdentity: { principalId: 'EXAMPLE' }, arn: `arn:aws:s3:::${s3.bucket}` },
-          object: { key: encoded, size: 0, eTag: etag, sequencer: '0055AED6DCD90281E5' },
-        },
-      },
-    ],
-  };
-}
+const s3Event = (key: string, etag: string, encode = true): S3Event => s3PutEvent(s3.bucket, key, etag, { encode });
 
 async function upload(key: string, body: Uint8Array | string, sidecar?: unknown): Promise<string> {
   if (sidecar !== undefined) {

@@ -31,7 +31,7 @@ import type { ModelSession } from '../../lib/runtime/model-session';
 import type { SessionLoader } from '../../lib/runtime/session-cache';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, publishModel, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext } from '../helpers/events';
+import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { denseStackModel, mlpModel, prng } from '../helpers/models';
 import { expectTensorClose } from '../helpers/tensors';
@@ -64,26 +64,7 @@ interface Response {
 // =============================================================================================
 // Events
 
-/** An S3 ObjectCreated:Put event as AWS delivers it (fresh each time). */
-function s3Event(key: string, etag: string, copies = 1): S3Event {
-  const record = () => ({
-    eventVersion: '2.1',
-    eventSource: 'aws:s3',
-    awsRegion: 'us-east-1',
-    eventTime: new Date().toISOString(),
-    eventName: 'ObjectCreated:Put',
-    userIdentity: { principalId: 'AWS:EXAMPLE' },
-    requestParameters: { sourceIPAddress: '127.0.0.1' },
-    responseElements: { 'x-amz-request-id': 'req', 'x-amz-id-2': 'id2' },
-    s3: {
-      s3SchemaVersion: '1.0',
-      configurationId: 'convert',
-      bucket: { name: s3.bucket, ownerIdentity: { principalId: 'EXAMPLE' }, arn: `arn:aws:s3:::${s3.bucket}` },
-      object: { key: encodeURIComponent(key).replace(/%2F/g, '/'), size: 0, eTag: etag, sequencer: '0055AED6DCD90281E5' },
-    },
-  });
-  return { Records: Array.from({ length: copies }, record) };
-}
+const s3Event = (key: string, etag: string, copies = 1): S3Event => s3PutEvent(s3.bucket, key, etag, { copies });
 
 async function upload(key: string, body: Uint8Array): Promise<string> {
   const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));

@@ -31,7 +31,7 @@ import { createInferenceApp, type InferenceApp } from '../../lib/service/app';
 import { sha256Hex } from '../../lib/storage/hash';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, publishModel, testConfig } from '../helpers/app';
-import { httpEvent, lambdaContext } from '../helpers/events';
+import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
 import { faultSchedule, startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from '../helpers/fault-proxy';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { denseStackModel, prng } from '../helpers/models';
@@ -437,28 +437,7 @@ const CONVERT_OPS: ConvertOp[] = [
 const CONVERT_CASES = casesOf(CONVERT_OPS, (op) => (op.write ? WRITE_FAULTS : READ_FAULTS), 2000);
 
 /** An S3 ObjectCreated:Put event as AWS delivers it. */
-function s3Event(key: string, etag: string): S3Event {
-  return {
-    Records: [
-      {
-        eventVersion: '2.1',
-        eventSource: 'aws:s3',
-        awsRegion: 'us-east-1',
-        eventTime: new Date().toISOString(),
-        eventName: 'ObjectCreated:Put',
-        userIdentity: { principalId: 'AWS:EXAMPLE' },
-        requestParameters: { sourceIPAddress: '127.0.0.1' },
-        responseElements: { 'x-amz-request-id': 'req', 'x-amz-id-2': 'id2' },
-        s3: {
-          s3SchemaVersion: '1.0',
-          configurationId: 'convert',
-          bucket: { name: s3.bucket, ownerIdentity: { principalId: 'EXAMPLE' }, arn: `arn:aws:s3:::${s3.bucket}` },
-          object: { key, size: SOURCE.byteLength, eTag: etag, sequencer: '0055AED6DCD90281E5' },
-        },
-      },
-    ],
-  };
-}
+const s3Event = (key: string, etag: string): S3Event => s3PutEvent(s3.bucket, key, etag, { size: SOURCE.byteLength });
 
 interface ModelState {
   /** Versions whose manifest and artifact are both there and agree. */

@@ -12,7 +12,7 @@ import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { JobReport } from '../../lib/convert/job';
 import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { lambdaContext } from '../helpers/events';
+import { lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { convNetModel, denseStackModel, mlpModel, prng } from '../helpers/models';
 import { FULL_RUN, recordReliability } from './record';
@@ -205,30 +205,7 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-/** An S3 ObjectCreated:Put event as AWS delivers it: the key URL-encoded, spaces as '+'. */
-function s3Event(key: string, etag: string, size: number): S3Event {
-  const encoded = encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+');
-  return {
-    Records: [
-      {
-        eventVersion: '2.1',
-        eventSource: 'aws:s3',
-        awsRegion: 'us-east-1',
-        eventTime: new Date().toISOString(),
-        eventName: 'ObjectCreated:Put',
-        userIdentity: { principalId: 'AWS:EXAMPLE' },
-        requestParameters: { sourceIPAddress: '127.0.0.1' },
-        responseElements: { 'x-amz-request-id': 'req', 'x-amz-id-2': 'id2' },
-        s3: {
-          s3SchemaVersion: '1.0',
-          configurationId: 'convert',
-          bucket: { name: s3.bucket, ownerIdentity: { principalId: 'EXAMPLE' }, arn: `arn:aws:s3:::${s3.bucket}` },
-          object: { key: encoded, size, eTag: etag, sequencer: '0055AED6DCD90281E5' },
-        },
-      },
-    ],
-  };
-}
+const s3Event = (key: string, etag: string, size: number): S3Event => s3PutEvent(s3.bucket, key, etag, { size });
 
 async function put(key: string, body: Uint8Array | string): Promise<string> {
   const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
