@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { StackState } from '../../tools/stack/local';
+import { freeStackPorts, groupAlive, portIsFree, ROOT, runToEnd, START, startStack, stackEnv, stopStack, withLogTail, type StackPorts } from '../helpers/local-stack';
 import { denseStackModel } from '../helpers/models';
 
 /**
@@ -14,8 +13,6 @@ import { denseStackModel } from '../helpers/models';
  * a generated model uploaded through the S3 API is converted and served over HTTP, the CLI
  * reads the registry, and Ctrl-C leaves no process and no port behind.
  */
-const ROOT = resolve(__dirname, '../..');
-const START = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start as string;
 const MODEL = 'stack-dense';
 
 jest.setTimeout(600_000);
@@ -23,91 +20,14 @@ jest.setTimeout(600_000);
 /** Every HTTP call gets an answer within 30 s or fails the test saying so. */
 const timeout = (): AbortSignal => AbortSignal.timeout(30_000);
 
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const server = createServer();
-    server.once('error', () => done(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
-  });
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Runs the start script and resolves once it prints that the stack is ready. */
-function startStack(env: NodeJS.ProcessEnv): Promise<Started> {
-  const child = spawn('sh', ['-c', `exec ${START}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  return new Promise((done, fail) => {
-    const onData = (chunk: Buffer): void => {
-      text += chunk.toString('utf8');
-      if (text.includes('The local stack is ready.')) done({ child, output: () => text, exited });
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    void exited.then((code) => fail(new Error(`the stack exited (${code}) before it was ready:\n${text}`)));
-  });
-}
-
-/** Runs a command of the start script's kind (npm start, the CLI) to its end. */
-function runToEnd(command: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
-  return new Promise((done) => {
-    const child = spawn('sh', ['-c', `exec ${command}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    child.once('exit', (code) => done({ code, output }));
-  });
-}
-
-async function stopStack(started: Started): Promise<number | null> {
-  started.child.kill('SIGINT');
-  return started.exited;
-}
-
 let dataDir: string;
 let env: NodeJS.ProcessEnv;
-let ports: { http: number; s3: number; lambda: number };
+let ports: StackPorts;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'local-stack-'));
-  ports = { http: await freePort(), s3: await freePort(), lambda: await freePort() };
-  env = {
-    ...process.env,
-    PORT: String(ports.http),
-    S3_PORT: String(ports.s3),
-    LAMBDA_PORT: String(ports.lambda),
-    DATA_DIR: dataDir,
-    ESBUILD_WORK_FOLDER: `.esbuild-stack-${process.pid}`,
-    POWERTOOLS_LOG_LEVEL: 'INFO',
-  };
-  delete env.API_KEY;
-  delete env.NODE_OPTIONS;
-  delete env.POWERTOOLS_METRICS_DISABLED;
+  ports = await freeStackPorts();
+  env = stackEnv(ports, dataDir, `.esbuild-stack-${process.pid}`, { POWERTOOLS_LOG_LEVEL: 'INFO', API_KEY: undefined });
 });
 
 afterAll(() => {
@@ -115,22 +35,8 @@ afterAll(() => {
   rmSync(join(ROOT, `.esbuild-stack-${process.pid}`), { recursive: true, force: true });
 });
 
-/** The stack's function logs, for a failure message. */
-function logTail(): string {
-  try {
-    return readFileSync(join(dataDir, 'stack.log'), 'utf8').split('\n').slice(-40).join('\n');
-  } catch {
-    return '(no stack.log)';
-  }
-}
-
 test('npm start: default model, an upload through S3 served over HTTP, the CLI, Ctrl-C, restart', async () => {
-  try {
-    await stackLifecycle();
-  } catch (err) {
-    (err as Error).message += `\n--- last lines of stack.log\n${logTail()}`;
-    throw err;
-  }
+  await withLogTail(dataDir, stackLifecycle);
 });
 
 async function stackLifecycle(): Promise<void> {

@@ -11,24 +11,22 @@
  * DIFFERENCES, with why, and is counted apart. Ctrl-C then stops the stack with exit code 130
  * and frees every port.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
+import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { InferenceSession } from 'onnxruntime-node';
 import { LOCAL_BUCKET, type StackState } from '../../tools/stack/local';
 import { publishModel } from '../helpers/app';
 import { TEST_API_KEY } from '../helpers/events';
 import type { LocalS3 } from '../helpers/local-s3';
+import { freeStackPorts, groupAlive, portIsFree, ROOT, stackEnv, stackRunning, startStack, stopStack, withLogTail, type StackPorts, type StartedStack } from '../helpers/local-stack';
 import { allTypesModel, mlpModel } from '../helpers/models';
+import { checkAnswer } from './answer-checks';
 import { FULL_RUN, recordReliability } from './record';
-import { MODELS, requestCase, type Answer, type EchoColumn, type RequestCase, type Scalar } from './request-cases';
+import { MODELS, requestCase, type RequestCase } from './request-cases';
 
-const ROOT = resolve(__dirname, '../..');
-const START = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start as string;
 /** requests.test.ts's seed: case `i` here is case `i` there. To replay one: `requestCase(SEED, i)`. */
 const SEED = 0x5eed_2024;
 /** The `npm test` share is the first 2,000 cases; the full reliability run sends 10,000. */
@@ -48,110 +46,38 @@ const OFFLINE_MAX_BODY = 10 * 1024 * 1024;
 jest.setTimeout(600_000);
 
 // ---------------------------------------------------------------------------------------------
-// The stack, started and stopped as test/integration/local-stack.test.ts does it
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const server = createServer();
-    server.once('error', () => done(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
-  });
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Runs the start script and resolves once it prints that the stack is ready. */
-function startStack(env: NodeJS.ProcessEnv): Promise<Started> {
-  const child = spawn('sh', ['-c', `exec ${START}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  return new Promise((done, fail) => {
-    const onData = (chunk: Buffer): void => {
-      text += chunk.toString('utf8');
-      if (text.includes('The local stack is ready.')) done({ child, output: () => text, exited });
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    void exited.then((code) => fail(new Error(`the stack exited (${code}) before it was ready:\n${text}`)));
-  });
-}
-
-const running = (s: Started): boolean => s.child.exitCode === null && s.child.signalCode === null;
+// The stack, started and stopped by test/helpers/local-stack.ts, as local-stack.test.ts does it
 
 let dataDir: string;
 let esbuildFolder: string;
 let env: NodeJS.ProcessEnv;
-let ports: { http: number; s3: number; lambda: number };
+let ports: StackPorts;
 let apiUrl: string;
-let stack: Started | undefined;
+let stack: StartedStack | undefined;
 /** The same weights as mlp and mlp-dyn, run directly: the expected probabilities. */
 let reference: InferenceSession | undefined;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'requests-http-'));
   esbuildFolder = `.esbuild-requests-http-${process.pid}`;
-  ports = { http: await freePort(), s3: await freePort(), lambda: await freePort() };
+  ports = await freeStackPorts();
   apiUrl = `http://127.0.0.1:${ports.http}`;
-  env = {
-    ...process.env,
-    PORT: String(ports.http),
-    S3_PORT: String(ports.s3),
-    LAMBDA_PORT: String(ports.lambda),
-    DATA_DIR: dataDir,
-    ESBUILD_WORK_FOLDER: esbuildFolder,
+  env = stackEnv(ports, dataDir, esbuildFolder, {
     // The key the generator's cases send (and deliberately get wrong).
     API_KEY: TEST_API_KEY,
     // Refusals are logged at INFO, one line each: thousands here; warnings and errors are kept.
     POWERTOOLS_LOG_LEVEL: 'WARN',
-  };
-  delete env.NODE_OPTIONS;
-  delete env.POWERTOOLS_METRICS_DISABLED;
+  });
   reference = await InferenceSession.create(mlpModel({ batch: 'N' }));
 });
 
 afterAll(async () => {
   // Only when the test itself could not stop it (a timeout): the same Ctrl-C, then cleanup.
-  if (stack && running(stack)) {
-    stack.child.kill('SIGINT');
-    await stack.exited;
-  }
+  if (stack && stackRunning(stack)) await stopStack(stack);
   await reference?.release();
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(join(ROOT, esbuildFolder), { recursive: true, force: true });
 });
-
-/** The stack's function logs, for a failure message. */
-function logTail(): string {
-  try {
-    return readFileSync(join(dataDir, 'stack.log'), 'utf8').split('\n').slice(-40).join('\n');
-  } catch {
-    return '(no stack.log)';
-  }
-}
 
 /** The stack's bucket as publishModel wants it: a LocalS3 whose endpoint is the stack's S3. */
 function stackBucket(): LocalS3 {
@@ -456,134 +382,6 @@ function unchunk(raw: Buffer): Buffer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Answers (the checks of requests.test.ts, on the body as it came over HTTP)
-
-function toNumber(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (v === 'NaN') return NaN;
-  if (v === 'Infinity') return Infinity;
-  if (v === '-Infinity') return -Infinity;
-  throw new Error(`not a number: ${JSON.stringify(v)}`);
-}
-
-function closeEnough(got: number, want: number): boolean {
-  if (Number.isNaN(want)) return Number.isNaN(got);
-  if (!Number.isFinite(want)) return got === want;
-  return Math.abs(got - want) <= 1e-6 + 1e-5 * Math.abs(want);
-}
-
-async function expectedProbs(rows: (number | string)[][]): Promise<number[]> {
-  const x = Float32Array.from(rows.flat().map(toNumber));
-  const out = await reference!.run({ x: new Tensor('float32', x, [rows.length, 4]) });
-  return Array.from((out.probs as Tensor).data as Float32Array);
-}
-
-function fail(message: string): never {
-  throw new Error(message);
-}
-
-function checkProbRows(got: unknown, want: number[], k: number): void {
-  if (!Array.isArray(got) || got.length !== k) fail(`expected ${k} rows, got ${JSON.stringify(got)?.slice(0, 200)}`);
-  got.forEach((row: unknown, i) => {
-    if (!Array.isArray(row) || row.length !== 3) fail(`row ${i} is not 3 probabilities: ${JSON.stringify(row)}`);
-    row.forEach((v: unknown, j) => {
-      const w = want[i * 3 + j] as number;
-      if (!closeEnough(toNumber(v), w)) fail(`row ${i} column ${j}: got ${JSON.stringify(v)}, expected ${w}`);
-    });
-  });
-}
-
-function sameScalar(column: EchoColumn, got: unknown, want: Scalar): boolean {
-  switch (column.datatype) {
-    case 'BOOL':
-    case 'BYTES':
-      return got === want;
-    case 'FP16':
-    case 'FP32':
-    case 'FP64':
-      return typeof want === 'string' ? got === want : typeof got === 'number' && got === want;
-    default:
-      return (typeof got === 'number' || typeof got === 'string') && String(got) === String(want);
-  }
-}
-
-function checkColumn(column: EchoColumn, got: readonly unknown[]): void {
-  if (got.length !== column.values.length) fail(`${column.output}: ${got.length} values, expected ${column.values.length}`);
-  column.values.forEach((want, i) => {
-    if (!sameScalar(column, got[i], want)) fail(`${column.output}[${i}]: got ${JSON.stringify(got[i])}, expected ${JSON.stringify(want)}`);
-  });
-}
-
-/** 64-bit integers are read from the raw answer: JSON.parse would round them past 2^53. */
-function rawIntegers(body: string, output: string): string[] {
-  const match = new RegExp(`"name":"${output}","datatype":"[A-Z0-9]+","shape":\\[[^\\]]*\\],"data":\\[([^\\]]*)\\]`).exec(body);
-  if (!match) fail(`${output}: not found in the raw answer`);
-  return match[1] === '' ? [] : (match[1] as string).split(',');
-}
-
-async function checkAnswer(answer: Answer, body: string): Promise<void> {
-  const json = JSON.parse(body) as Record<string, unknown>;
-  if (answer.kind === 'json') {
-    for (const [key, want] of Object.entries(answer.subset)) {
-      if (!isDeepStrictEqual(json[key], want)) fail(`${key}: got ${JSON.stringify(json[key])}, expected ${JSON.stringify(want)}`);
-    }
-    return;
-  }
-  if (answer.protocol === 'oip') {
-    if (json.model_name !== answer.model || json.model_version !== '1') fail(`model ${String(json.model_name)}@${String(json.model_version)}`);
-    if (answer.id === undefined ? 'id' in json : json.id !== answer.id) fail(`id ${JSON.stringify(json.id)?.slice(0, 80)}, expected ${JSON.stringify(answer.id)?.slice(0, 80)}`);
-  }
-  const outputs = json.outputs as Record<string, unknown> | Record<string, unknown>[] | unknown[];
-
-  if (answer.kind === 'mlp') {
-    const want = await expectedProbs(answer.rows);
-    const k = answer.rows.length;
-    if (answer.protocol === 'oip') {
-      const list = outputs as Record<string, unknown>[];
-      if (!Array.isArray(list) || list.length !== 1) fail(`outputs: ${JSON.stringify(outputs)?.slice(0, 200)}`);
-      const [probs] = list as [Record<string, unknown>];
-      if (probs.name !== 'probs' || probs.datatype !== 'FP32' || !isDeepStrictEqual(probs.shape, [k, 3])) {
-        fail(`output header ${JSON.stringify({ ...probs, data: undefined })}`);
-      }
-      const data = probs.data as unknown[];
-      if (data.length !== 3 * k) fail(`${data.length} values for ${k} rows`);
-      checkProbRows(Array.from({ length: k }, (_, i) => data.slice(i * 3, i * 3 + 3)), want, k);
-    } else {
-      checkProbRows(answer.protocol === 'tf-row' ? json.predictions : outputs, want, k);
-    }
-    return;
-  }
-
-  // Echo of every datatype.
-  const { columns, n } = answer;
-  if (answer.protocol === 'oip') {
-    const list = outputs as Record<string, unknown>[];
-    if (!Array.isArray(list) || list.length !== columns.length) fail(`${Array.isArray(list) ? list.length : 'no'} outputs, expected ${columns.length}`);
-    columns.forEach((column, i) => {
-      const out = list[i] as Record<string, unknown>;
-      if (out.name !== column.output || out.datatype !== column.datatype || !isDeepStrictEqual(out.shape, [n])) {
-        fail(`output ${i}: ${JSON.stringify({ ...out, data: undefined })}, expected ${column.output} ${column.datatype} [${n}]`);
-      }
-      const wide = column.datatype === 'INT64' || column.datatype === 'UINT64';
-      checkColumn(column, wide ? rawIntegers(body, column.output) : (out.data as unknown[]));
-    });
-    return;
-  }
-  const single = columns.length === 1 ? columns[0] : undefined;
-  if (answer.protocol === 'tf-col') {
-    if (single) return checkColumn(single, outputs as unknown[]);
-    const named = outputs as Record<string, unknown[]>;
-    if (!isDeepStrictEqual(Object.keys(named), columns.map((c) => c.output))) fail(`outputs ${Object.keys(named).join(',')}`);
-    for (const column of columns) checkColumn(column, named[column.output] ?? []);
-    return;
-  }
-  const predictions = json.predictions as unknown[];
-  if (!Array.isArray(predictions) || predictions.length !== n) fail(`predictions: ${JSON.stringify(predictions)?.slice(0, 200)}`);
-  if (single) return checkColumn(single, predictions);
-  for (const column of columns) checkColumn(column, predictions.map((p) => (p as Record<string, unknown>)[column.output]));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Judging one case
 
 type Layer = 'function' | 'HTTP layer';
@@ -693,7 +491,7 @@ async function judge(c: RequestCase, plan: Plan, sent: Sent): Promise<Outcome> {
   if (reply.status !== 200) return outcome(checkRefusal(c, reply, true));
   if (!c.expect.answer) return outcome('a 200 with no answer to check');
   try {
-    await checkAnswer(c.expect.answer, reply.body);
+    await checkAnswer(c.expect.answer, reply.body, reference!);
   } catch (err) {
     return outcome(`wrong answer: ${(err as Error).message}`, true);
   }
@@ -707,12 +505,7 @@ const listed = (map: Map<string, number>): string =>
   [...map.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join(', ');
 
 test(`${CASES} seeded hostile and valid requests over HTTP: never a 5xx or a hang, the stack stays up, answers as in-process`, async () => {
-  try {
-    await run();
-  } catch (err) {
-    (err as Error).message += `\n--- last lines of stack.log\n${logTail()}`;
-    throw err;
-  }
+  await withLogTail(dataDir, run);
 });
 
 async function run(): Promise<void> {
@@ -737,7 +530,7 @@ async function run(): Promise<void> {
 
     const checkLive = async (after: string): Promise<void> => {
       liveChecks++;
-      const problem = running(current) ? await live() : 'the stack exited';
+      const problem = stackRunning(current) ? await live() : 'the stack exited';
       if (problem) liveProblems.push(`after ${after}: ${problem}`);
     };
 
@@ -767,10 +560,7 @@ async function run(): Promise<void> {
     casesSeconds = (Date.now() - casesStarted) / 1000;
     await checkLive('the last case');
   } finally {
-    if (running(current)) {
-      current.child.kill('SIGINT');
-      exitCode = await current.exited;
-    }
+    if (stackRunning(current)) exitCode = await stopStack(current);
   }
   const seconds = (Date.now() - started) / 1000;
   const reasons = [...byReason.entries()]
