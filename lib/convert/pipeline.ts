@@ -7,6 +7,7 @@ import { OnnxModel } from '../onnx/model';
 import { collectGarbage } from '../runtime/gc';
 import { checkServable } from '../runtime/model-session';
 import { DEFAULT_EVALUATE_OPTIONS, evaluate, type EvaluateOptions, type Evaluation } from './evaluate';
+import { canonicalizeGelu } from './gelu';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
 
 /** Accuracy gates a converted model must pass to move its label. */
@@ -60,6 +61,8 @@ export interface PipelineResult {
   quantization: QuantizeReport;
   optimization: {
     level: string;
+    /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
+    geluRewritten: number;
     kept: boolean;
     agrees: boolean;
     createMs: { before: number; after: number };
@@ -149,8 +152,9 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
 async function transform(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, timings: Record<string, number>, suffix = '') {
   let started = performance.now();
   const model = OnnxModel.decode(source);
+  const geluRewritten = canonicalizeGelu(model);
   const quantization = quantizeModel(model, { ...options, mode });
-  const quantized = mode === 'none' ? source : model.encode();
+  const quantized = mode === 'none' && geluRewritten === 0 ? source : model.encode();
   timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();
@@ -169,6 +173,7 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
     quantization,
     optimization: {
       level: options.optimizationLevel,
+      geluRewritten,
       kept,
       agrees,
       createMs: { before, after },
