@@ -104,7 +104,7 @@ export function readStackState(s: LocalSettings): StackState | undefined {
   }
 }
 
-/** True if a process with this id exists (signal 0 checks without sending anything). */
+/** True if a process with this id exists, or with `-id` a process group (signal 0 sends nothing). */
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -40,15 +40,6 @@ function checkPortFree(port: number, variable: string): Promise<void> {
   });
 }
 
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function waitForHttp(url: string, child: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   while (Date.now() < deadline) {
@@ -187,7 +178,7 @@ async function main(): Promise<void> {
     }
     // Anything left in the group (esbuild's service process) goes too; exit once it is gone,
     // so the ports are free when this process ends.
-    for (let i = 0; i < 100 && groupAlive(pid); i++) {
+    for (let i = 0; i < 100 && processAlive(-pid); i++) {
       try {
         process.kill(-pid, 'SIGKILL');
       } catch {
