@@ -2,6 +2,7 @@
 // esbuild bundles the entry with the project's own lib/ code into .tools-out/ (node_modules
 // stay external, loaded as in production), then the bundle runs in this same process, so
 // signals such as Ctrl-C reach the tool directly.
+import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,8 @@ if (!entry) {
   console.error('usage: node tools/run-ts.mjs <entry.ts> [args...]');
   process.exit(2);
 }
-const outfile = join(root, '.tools-out', `${basename(entry, '.ts')}.cjs`);
+// One bundle per process: two tools (or two tests) starting at once never load a half-written file.
+const outfile = join(root, '.tools-out', `${basename(entry, '.ts')}-${process.pid}.cjs`);
 await build({
   absWorkingDir: root,
   entryPoints: [resolve(entry)],
@@ -31,4 +33,8 @@ await stop();
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.argv = [process.argv[0] ?? process.execPath, outfile, ...args];
 process.setSourceMapsEnabled(true);
-createRequire(import.meta.url)(outfile);
+try {
+  createRequire(import.meta.url)(outfile);
+} finally {
+  rmSync(outfile, { force: true }); // loaded (its source map is inline): the file is not needed again
+}
