@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
+// s3rver answers a PUT before the object is on disk; this makes its writes whole (see the file).
+import '../../tools/s3rver-durable-put';
 
 export interface LocalS3 {
   endpoint: string;
