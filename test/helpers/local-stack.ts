@@ -77,7 +77,10 @@ export function stackEnv(ports: StackPorts, dataDir: string, esbuildFolder: stri
   return env;
 }
 
-/** Runs the start script and resolves once it prints that the stack is ready. */
+/**
+ * Runs the start script and resolves once it has printed all it prints when ready (its last
+ * line, "Stop: Ctrl-C"; the ready banner can arrive in more than one chunk).
+ */
 export function startStack(env: NodeJS.ProcessEnv): Promise<StartedStack> {
   const child = spawn('sh', ['-c', `exec ${START}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
@@ -85,7 +88,7 @@ export function startStack(env: NodeJS.ProcessEnv): Promise<StartedStack> {
   return new Promise((done, fail) => {
     const onData = (chunk: Buffer): void => {
       text += chunk.toString('utf8');
-      if (text.includes('The local stack is ready.')) done({ child, output: () => text, exited });
+      if (text.includes('The local stack is ready.') && text.includes('Stop: Ctrl-C')) done({ child, output: () => text, exited });
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
