@@ -6,8 +6,9 @@
  *
  *   - bytes: fp32 upload vs published artifact;
  *   - latency: medians of interleaved runs of both models, session options as served
- *     (`sessionOptions`, level `all`, spinning off), 1 and 2 intra-op threads;
- *   - session create: raw upload vs published artifact, both from bytes, same options, medians;
+ *     (`sessionOptions`, spinning off, each at its serving level as below), 1 and 2 intra-op threads;
+ *   - session create: raw upload vs published artifact, both from bytes, each at the level the
+ *     service serves it at (raw: all; published: the level its conversion recorded), medians;
  *   - accuracy per output: from the pipeline's evaluation (the figures the gates saw);
  *   - conversion wall time: validateModel + convertModel.
  *
@@ -24,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { GraphOptimizationLevel } from '../lib/config';
 import { generateSamples } from '../lib/convert/evaluate';
 import { convertModel, DEFAULT_PIPELINE_OPTIONS, validateModel, type PipelineOptions, type PipelineResult } from '../lib/convert/pipeline';
 import { quantizeModel } from '../lib/convert/quantize';
@@ -229,13 +231,15 @@ async function createOnce(bytes: Uint8Array, options: InferenceSession.SessionOp
 }
 
 /** Create times of several models, interleaved (order rotated each round), one discarded round. */
-async function createTimes(models: Uint8Array[], reps: number, options: InferenceSession.SessionOptions): Promise<Summary[]> {
-  for (const m of models) await createOnce(m, options);
+/** Create times of several models, interleaved; `options` is one set for all or one per model. */
+async function createTimes(models: Uint8Array[], reps: number, options: InferenceSession.SessionOptions | InferenceSession.SessionOptions[]): Promise<Summary[]> {
+  const optionsOf = (j: number): InferenceSession.SessionOptions => (Array.isArray(options) ? (options[j] as InferenceSession.SessionOptions) : options);
+  for (const [j, m] of models.entries()) await createOnce(m, optionsOf(j));
   const out = models.map(() => [] as number[]);
   for (let i = 0; i < reps; i++) {
     for (let k = 0; k < models.length; k++) {
       const j = (i + k) % models.length;
-      (out[j] as number[]).push(await createOnce(models[j] as Uint8Array, options));
+      (out[j] as number[]).push(await createOnce(models[j] as Uint8Array, optionsOf(j)));
     }
   }
   return out.map(summarize);
@@ -257,10 +261,11 @@ async function latencies(sessions: InferenceSession[], feeds: Feeds): Promise<Su
   return out.map(summarize);
 }
 
-async function latencyOf(models: Uint8Array[], feeds: Feeds, threads: number): Promise<Summary[]> {
+/** Run latency of several models at `threads`, each at its serving level (`all` unless given). */
+async function latencyOf(models: Uint8Array[], feeds: Feeds, threads: number, levels: GraphOptimizationLevel[] = []): Promise<Summary[]> {
   const sessions: InferenceSession[] = [];
   try {
-    for (const m of models) sessions.push(await InferenceSession.create(m, serving(threads)));
+    for (const [j, m] of models.entries()) sessions.push(await InferenceSession.create(m, { ...serving(threads), graphOptimizationLevel: levels[j] ?? 'all' }));
     return await latencies(sessions, feeds);
   } finally {
     for (const s of sessions) await s.release();
@@ -370,9 +375,12 @@ async function runCase(c: Case): Promise<CaseResult> {
     feeds = generated;
     await s.release();
   }
-  const create = (await createTimes([c.source, artifact], CREATE_REPS, serving(1))) as [Summary, Summary];
-  const latency1 = (await latencyOf([c.source, artifact], feeds, 1)) as [Summary, Summary];
-  const latency2 = (await latencyOf([c.source, artifact], feeds, 2)) as [Summary, Summary];
+  // Each as the service would serve it (ORT_GRAPH_OPTIMIZATION_LEVEL=auto): the raw upload at
+  // level all, the published artifact at the level its conversion recorded.
+  const levels: GraphOptimizationLevel[] = ['all', result.optimization.servingLevel];
+  const create = (await createTimes([c.source, artifact], CREATE_REPS, levels.map((l) => ({ ...serving(1), graphOptimizationLevel: l })))) as [Summary, Summary];
+  const latency1 = (await latencyOf([c.source, artifact], feeds, 1, levels)) as [Summary, Summary];
+  const latency2 = (await latencyOf([c.source, artifact], feeds, 2, levels)) as [Summary, Summary];
   progress(
     `${c.key}: ${result.outcome}, ${mib(c.source.byteLength)} -> ${mib(artifact.byteLength)}, convert ${ms(convertMs)} ms, ` +
       `latency 1T ${ms(latency1[0].median)} -> ${ms(latency1[1].median)} ms (n=${latency1[0].n})`,

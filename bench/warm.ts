@@ -11,7 +11,7 @@ import { buildInferHandler } from '../handlers/http/infer-handler';
 import { createObservability } from '../handlers/shared/observability';
 import { decodeOipRequest, encodeOipResponse } from '../lib/protocol/oip';
 import { Registry } from '../lib/registry/registry';
-import { ModelSession, sessionOptions } from '../lib/runtime/model-session';
+import { ModelSession, servingLevel, sessionOptions } from '../lib/runtime/model-session';
 import { SessionCache } from '../lib/runtime/session-cache';
 import { createInferenceApp, type InferenceApp } from '../lib/service/app';
 import { publishModel, testConfig } from '../test/helpers/app';
@@ -133,7 +133,8 @@ async function runCase(c: Case): Promise<CaseResult> {
   const { config } = c.app.app;
   const session = await InferenceSession.create(
     c.bytes,
-    sessionOptions({ intraOpNumThreads: config.intraOpNumThreads, graphOptimizationLevel: config.graphOptimizationLevel }),
+    // As the service serves these models (published without a conversion record).
+    sessionOptions({ intraOpNumThreads: config.intraOpNumThreads, graphOptimizationLevel: servingLevel({}, config.graphOptimizationLevel) }),
   );
   const path = `/v2/models/${c.model}/infer`;
 

@@ -29,7 +29,8 @@ export interface Config extends StorageConfig {
   rangedGetPartBytes: number;
   rangedGetConcurrency: number;
   intraOpNumThreads: number;
-  graphOptimizationLevel: GraphOptimizationLevel;
+  /** `auto`: the level the model's manifest recommends (a conversion records one), else `all`. */
+  graphOptimizationLevel: GraphOptimizationLevel | 'auto';
   warmModels: WarmModel[];
   /** SHA-256 (hex) of each accepted API key. Empty only when auth is disabled. */
   apiKeyHashes: Buffer[];
@@ -49,7 +50,7 @@ export class ConfigError extends Error {
 const MIB = 1024 * 1024;
 const MB_PER_VCPU = 1769;
 const MAX_LAMBDA_VCPUS = 6;
-const GRAPH_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'layout', 'all'];
+export const GRAPH_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'layout', 'all'];
 const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 function readInt(env: Env, key: string, fallback: number, min: number): number {
@@ -151,9 +152,9 @@ export function loadConfig(env: Env = process.env): Config {
   const storage = loadStorageConfig(env);
 
   const memoryMb = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ? Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE) : undefined;
-  const level = (env.ORT_GRAPH_OPTIMIZATION_LEVEL ?? 'all') as GraphOptimizationLevel;
-  if (!GRAPH_LEVELS.includes(level)) {
-    throw new ConfigError(`ORT_GRAPH_OPTIMIZATION_LEVEL must be one of ${GRAPH_LEVELS.join(', ')}, got "${level}"`);
+  const level = (env.ORT_GRAPH_OPTIMIZATION_LEVEL ?? 'auto') as GraphOptimizationLevel | 'auto';
+  if (level !== 'auto' && !GRAPH_LEVELS.includes(level)) {
+    throw new ConfigError(`ORT_GRAPH_OPTIMIZATION_LEVEL must be auto or one of ${GRAPH_LEVELS.join(', ')}, got "${level}"`);
   }
 
   const authDisabled = readBool(env, 'AUTH_DISABLED', false);

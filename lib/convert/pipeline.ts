@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession } from 'onnxruntime-node';
-import { OnnxModel } from '../onnx/model';
+import { GraphView, OnnxModel } from '../onnx/model';
 import { collectGarbage } from '../runtime/gc';
 import { checkServable } from '../runtime/model-session';
 import { DEFAULT_EVALUATE_OPTIONS, evaluate, type EvaluateOptions, type Evaluation } from './evaluate';
@@ -64,6 +64,8 @@ export interface PipelineResult {
     /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
     geluRewritten: number;
     kept: boolean;
+    /** The level to serve the artifact at (what ORT_GRAPH_OPTIMIZATION_LEVEL=auto uses). */
+    servingLevel: 'disabled' | 'all';
     agrees: boolean;
     createMs: { before: number; after: number };
     bytes: { before: number; after: number };
@@ -95,6 +97,11 @@ export async function validateModel(bytes: Uint8Array, maxBytes: number): Promis
   } finally {
     await session?.release();
   }
+}
+
+/** Any convolution (Conv, ConvTranspose, QLinearConv, FusedConv...) in the graph or its subgraphs. */
+function hasConvolution(graph: GraphView): boolean {
+  return graph.nodes().some((node) => node.opType.includes('Conv') || node.subgraphs().some(hasConvolution));
 }
 
 /** Highest default-domain opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused). */
@@ -168,6 +175,9 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
   // an optimized graph that grows the artifact is not kept.
   const kept = agrees && after < before && optimized.byteLength <= quantized.byteLength * 1.05;
   timings[`optimize${suffix}`] = performance.now() - started;
+  // Served as published, an offline-optimized graph needs no second pass at load, unless it has
+  // convolutions, whose layout transforms (level all) are made for the CPU that runs them.
+  const servingLevel: 'disabled' | 'all' = kept && !hasConvolution(OnnxModel.decode(optimized).graph()) ? 'disabled' : 'all';
   return {
     artifact: kept ? optimized : quantized,
     quantization,
@@ -175,6 +185,7 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
       level: options.optimizationLevel,
       geluRewritten,
       kept,
+      servingLevel,
       agrees,
       createMs: { before, after },
       bytes: { before: quantized.byteLength, after: optimized.byteLength },

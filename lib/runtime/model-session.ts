@@ -1,16 +1,28 @@
 import { InferenceSession, type Tensor } from 'onnxruntime-node';
-import type { GraphOptimizationLevel } from '../config';
+import { GRAPH_LEVELS, type GraphOptimizationLevel } from '../config';
 import { UnservableModelError } from '../errors';
 import { outlineModel, type DeclaredValue } from '../onnx/inspect';
 import { FileSource } from '../onnx/file-source';
 import { WireFormatError, type ByteSource } from '../onnx/wire';
 import { byOnnx, byOrt, UNCARRIABLE_ONNX_TYPES } from '../protocol/dtypes';
-import type { TensorSpec } from '../registry/manifest';
+import type { Manifest, TensorSpec } from '../registry/manifest';
 import type { ArtifactLocation } from '../storage/artifact-fetcher';
 
 export interface SessionSettings {
   intraOpNumThreads: number;
   graphOptimizationLevel: GraphOptimizationLevel;
+}
+
+/**
+ * The graph optimization level to serve a model at. `auto` takes the level its conversion
+ * recorded in the manifest (`conversion.optimization.servingLevel`: `disabled` for a graph
+ * already optimized offline that has no convolution, whose layout transforms only run online),
+ * and `all` for anything else; an explicit level is used as it is.
+ */
+export function servingLevel(manifest: Pick<Manifest, 'conversion'>, configured: GraphOptimizationLevel | 'auto'): GraphOptimizationLevel {
+  if (configured !== 'auto') return configured;
+  const recorded = (manifest.conversion?.optimization as { servingLevel?: unknown } | undefined)?.servingLevel;
+  return GRAPH_LEVELS.includes(recorded as GraphOptimizationLevel) ? (recorded as GraphOptimizationLevel) : 'all';
 }
 
 /**

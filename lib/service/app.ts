@@ -3,7 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config } from '../config';
 import { Registry } from '../registry/registry';
 import { collectGarbage } from '../runtime/gc';
-import { ModelSession } from '../runtime/model-session';
+import { ModelSession, servingLevel } from '../runtime/model-session';
 import { SessionCache, sessionKey } from '../runtime/session-cache';
 import { ArtifactFetcher } from '../storage/artifact-fetcher';
 import { DiskCache } from '../storage/disk-cache';
@@ -36,7 +36,6 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
     partBytes: config.rangedGetPartBytes,
     concurrency: config.rangedGetConcurrency,
   });
-  const settings = { intraOpNumThreads: config.intraOpNumThreads, graphOptimizationLevel: config.graphOptimizationLevel };
   const sessions = new SessionCache(
     async (manifest) => {
       const started = performance.now();
@@ -45,6 +44,7 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
       if (artifact.source === 's3') collectGarbage();
       let session: ModelSession;
       try {
+        const settings = { intraOpNumThreads: config.intraOpNumThreads, graphOptimizationLevel: servingLevel(manifest, config.graphOptimizationLevel) };
         session = await ModelSession.create(artifact.location, settings, sessionKey(manifest));
       } finally {
         artifact.release();

@@ -9,7 +9,7 @@ import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { bertEncoderModel, denseStackModel, mlpModel, ONNX, prng, sileroVadModel, uncarriableOutputModel } from '../helpers/models';
+import { bertEncoderModel, convNetModel, denseStackModel, mlpModel, ONNX, prng, sileroVadModel, uncarriableOutputModel } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -147,8 +147,24 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
       lambdaContext(),
     )) as { statusCode: number; body: string };
     expect(res.statusCode).toBe(200);
-    const pooled = (JSON.parse(res.body) as { outputs: { name: string; shape: number[] }[] }).outputs;
+    const pooled = (JSON.parse(res.body) as { outputs: { name: string; shape: number[]; data: number[] }[] }).outputs;
     expect(pooled.map((o) => [o.name, o.shape])).toEqual([['pooled', [1, 256]]]);
+    // Optimized offline and convolution-free: served with no second optimization pass
+    // (ORT_GRAPH_OPTIMIZATION_LEVEL=auto), and still close to the original model.
+    expect(manifest.conversion.optimization).toMatchObject({ kept: true, servingLevel: 'disabled' });
+    const original = await InferenceSession.create(bert);
+    const want = (await original.run({ input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, 16]) })).pooled!.data as Float32Array;
+    await original.release();
+    const got = pooled[0]!.data;
+    const dot = got.reduce((acc, v, i) => acc + v * want[i]!, 0);
+    const norm = Math.sqrt(got.reduce((acc, v) => acc + v * v, 0) * want.reduce((acc, v) => acc + v * v, 0));
+    expect(dot / norm).toBeGreaterThan(0.99);
+  });
+
+  test('a model with convolutions is served at level all (its layout transforms are made at load)', async () => {
+    await runConvert('uploads/convnet/net.onnx', convNetModel());
+    const manifest = (await store.getJson(keys.manifest('convnet', 1))) as Record<string, any>;
+    expect(manifest.conversion.optimization.servingLevel).toBe('all');
   });
 
   test('Silero VAD (Constant weights inside If branches) in fp16 with sample inputs from the sidecar', async () => {

@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig, parseWarmModels, threadsForMemory } from '../../lib/config';
+import { servingLevel } from '../../lib/runtime/model-session';
 
 const base = { MODELS_BUCKET: 'b', API_KEY_HASHES: 'a'.repeat(64) };
 
@@ -12,7 +13,7 @@ describe('config', () => {
       manifestTtlMs: 30000,
       rangedGetThresholdBytes: 64 * 1024 * 1024,
       intraOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: 'auto',
       maxBodyBytes: 6 * 1024 * 1024,
       authDisabled: false,
       warmModels: [],
@@ -40,7 +41,7 @@ describe('config', () => {
     [{ MODELS_BUCKET: '' }, /MODELS_BUCKET is required/],
     [{ MANIFEST_TTL_MS: '-1' }, /MANIFEST_TTL_MS must be an integer >= 0, got "-1"/],
     [{ SESSION_CACHE_COUNT: 'lots' }, /SESSION_CACHE_COUNT must be an integer >= 1, got "lots"/],
-    [{ ORT_GRAPH_OPTIMIZATION_LEVEL: 'max' }, /ORT_GRAPH_OPTIMIZATION_LEVEL must be one of disabled, basic, extended, layout, all/],
+    [{ ORT_GRAPH_OPTIMIZATION_LEVEL: 'max' }, /ORT_GRAPH_OPTIMIZATION_LEVEL must be auto or one of disabled, basic, extended, layout, all/],
     [{ AUTH_DISABLED: 'maybe' }, /AUTH_DISABLED must be true or false/],
     [{ WARM_MODELS: 'a,../b' }, /WARM_MODELS entry "..\/b" is not model, model@version or model:label/],
   ])('bad environment %p fails at cold start', (env, message) => {
@@ -58,5 +59,19 @@ describe('config', () => {
       { model: 'mlp', version: 3 },
       { model: 'bert', label: 'canary' },
     ]);
+  });
+});
+
+describe('servingLevel: the graph optimization level a model is served at', () => {
+  const converted = (servingLevel: unknown) => ({ conversion: { optimization: { servingLevel } } });
+  test('auto takes what the conversion recorded, else all', () => {
+    expect(servingLevel(converted('disabled'), 'auto')).toBe('disabled');
+    expect(servingLevel(converted('all'), 'auto')).toBe('all');
+    expect(servingLevel({}, 'auto')).toBe('all');
+    expect(servingLevel(converted('fastest'), 'auto')).toBe('all'); // not a level: ignored
+  });
+  test('an explicit ORT_GRAPH_OPTIMIZATION_LEVEL wins over the manifest', () => {
+    expect(servingLevel(converted('disabled'), 'all')).toBe('all');
+    expect(servingLevel(converted('all'), 'basic')).toBe('basic');
   });
 });
