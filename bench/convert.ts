@@ -30,9 +30,8 @@ import { generateSamples } from '../lib/convert/evaluate';
 import { convertModel, DEFAULT_PIPELINE_OPTIONS, validateModel, type PipelineOptions, type PipelineResult } from '../lib/convert/pipeline';
 import { quantizeModel } from '../lib/convert/quantize';
 import { DATA_TYPE, OnnxModel } from '../lib/onnx/model';
-import { encodeModel, floatTensor } from '../lib/onnx/writer';
 import { sessionOptions } from '../lib/runtime/model-session';
-import { bertEncoderModel, convNetModel, convStackModel, denseStackModel, mlpModel, sileroVadModel } from '../test/helpers/models';
+import { bertEncoderModel, convNetModel, convStackModel, denseStackModel, geluModel, mlpModel, sileroVadModel } from '../test/helpers/models';
 import { mib, ms, ratio, summarize, table, verdict, type Summary } from './lib/stats';
 
 const MB = 1_000_000;
@@ -500,22 +499,7 @@ async function main(): Promise<void> {
 
   // GELU as the generator writes it (x * 1/sqrt2) and as PyTorch exports it (x / sqrt2).
   const geluOps = async (form: 'Mul' | 'Div') => {
-    const g = encodeModel({
-      opsets: [{ domain: '', version: 17 }],
-      graph: {
-        name: 'gelu',
-        inputs: [{ name: 'x', elemType: 1, shape: [1, 128, 1024] }],
-        outputs: [{ name: 'y', elemType: 1, shape: [1, 128, 1024] }],
-        initializers: [floatTensor('c', [], [form === 'Div' ? Math.SQRT2 : Math.SQRT1_2]), floatTensor('one', [], [1]), floatTensor('half', [], [0.5])],
-        nodes: [
-          { opType: form, inputs: ['x', 'c'], outputs: ['a'] },
-          { opType: 'Erf', inputs: ['a'], outputs: ['e'] },
-          { opType: 'Add', inputs: ['e', 'one'], outputs: ['p'] },
-          { opType: 'Mul', inputs: ['x', 'p'], outputs: ['m'] },
-          { opType: 'Mul', inputs: ['m', 'half'], outputs: ['y'] },
-        ],
-      },
-    });
+    const g = geluModel(form, form === 'Div' ? Math.SQRT2 : Math.SQRT1_2, [1, 128, 1024]);
     return [...opCounts(await runtimeGraph(g, serving(1)))].map(([op, n]) => `${op} ${n}`).join(', ');
   };
   const gelu = { mul: await geluOps('Mul'), div: await geluOps('Div') };

@@ -19,7 +19,19 @@ export async function startLocalS3(bucket = 'models'): Promise<LocalS3> {
   const directory = mkdtempSync(join(tmpdir(), 'local-s3-'));
   const server = new S3rver({ port: 0, address: '127.0.0.1', directory, silent: true, configureBuckets: [{ name: bucket, configs: [] }] });
   const info = (await server.run()) as unknown as { port: number };
-  const endpoint = `http://127.0.0.1:${info.port}`;
+  const at = localS3At(`http://127.0.0.1:${info.port}`, bucket);
+  return {
+    ...at,
+    stop: async () => {
+      await at.stop();
+      await server.close();
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A running local S3 (ours or the stack's) at `endpoint`; `stop` destroys the clients it made. */
+export function localS3At(endpoint: string, bucket: string): LocalS3 {
   const clients: S3Client[] = [];
   return {
     endpoint,
@@ -36,10 +48,9 @@ export async function startLocalS3(bucket = 'models'): Promise<LocalS3> {
       clients.push(c);
       return c;
     },
-    stop: async () => {
+    stop: () => {
       for (const c of clients) c.destroy();
-      await server.close();
-      rmSync(directory, { recursive: true, force: true });
+      return Promise.resolve();
     },
   };
 }

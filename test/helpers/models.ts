@@ -282,3 +282,23 @@ export function convStackModel(channels: number, layers: number, size = 32): Uin
     nodes,
   });
 }
+
+/** x -> exact GELU, with the 1/sqrt2 step written `Mul(x, c)` or `Div(x, c)`. */
+export function geluModel(form: 'Mul' | 'Div', c: number, shape: number[] = [2, 64]): Uint8Array {
+  return encodeModel({
+    opsets: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'gelu',
+      inputs: [{ name: 'x', elemType: 1, shape }],
+      outputs: [{ name: 'y', elemType: 1, shape }],
+      initializers: [floatTensor('c', [], [c]), floatTensor('one', [], [1]), floatTensor('half', [], [0.5])],
+      nodes: [
+        { opType: form, inputs: ['x', 'c'], outputs: ['a'] },
+        { opType: 'Erf', inputs: ['a'], outputs: ['e'] },
+        { opType: 'Add', inputs: ['e', 'one'], outputs: ['p'] },
+        { opType: 'Mul', inputs: ['x', 'p'], outputs: ['m'] },
+        { opType: 'Mul', inputs: ['m', 'half'], outputs: ['y'] },
+      ],
+    },
+  });
+}

@@ -17,8 +17,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collector } from '../helpers/memory';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2, S3Event } from 'aws-lambda';
@@ -266,18 +265,6 @@ async function wrongAnswer(res: Response, reference: InferenceSession, c: Pick<L
     return null;
   } catch (err) {
     return `wrong outputs: ${(err as Error).message.slice(0, 200)}`;
-  }
-}
-
-function collector(): (() => void) | undefined {
-  const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed;
-  try {
-    // jest does not start node with --expose-gc: expose it now; a fresh context then sees `gc`.
-    setFlagsFromString('--expose-gc');
-    return runInNewContext('gc') as () => void;
-  } catch {
-    return undefined;
   }
 }
 

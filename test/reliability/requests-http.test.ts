@@ -15,12 +15,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
 import { InferenceSession } from 'onnxruntime-node';
 import { LOCAL_BUCKET, type StackState } from '../../tools/stack/local';
 import { publishModel } from '../helpers/app';
 import { TEST_API_KEY } from '../helpers/events';
-import type { LocalS3 } from '../helpers/local-s3';
+import { localS3At, type LocalS3 } from '../helpers/local-s3';
 import { freeStackPorts, groupAlive, portIsFree, ROOT, stackEnv, stackRunning, startStack, stopStack, withLogTail, type StackPorts, type StartedStack } from '../helpers/local-stack';
 import { allTypesModel, mlpModel } from '../helpers/models';
 import { checkAnswer } from './answer-checks';
@@ -79,30 +78,8 @@ afterAll(async () => {
   rmSync(join(ROOT, esbuildFolder), { recursive: true, force: true });
 });
 
-/** The stack's bucket as publishModel wants it: a LocalS3 whose endpoint is the stack's S3. */
-function stackBucket(): LocalS3 {
-  const clients: S3Client[] = [];
-  const endpoint = `http://127.0.0.1:${ports.s3}`;
-  return {
-    endpoint,
-    bucket: LOCAL_BUCKET,
-    client: () => {
-      const c = new S3Client({
-        region: 'us-east-1',
-        endpoint,
-        forcePathStyle: true,
-        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      });
-      clients.push(c);
-      return c;
-    },
-    stop: async () => {
-      for (const c of clients) c.destroy();
-    },
-  };
-}
+/** The stack's bucket as publishModel wants it. */
+const stackBucket = (): LocalS3 => localS3At(`http://127.0.0.1:${ports.s3}`, LOCAL_BUCKET);
 
 /** Publishes the generator's models as requests.test.ts does, then waits until each answers ready. */
 async function publishModels(): Promise<void> {

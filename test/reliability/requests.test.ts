@@ -6,8 +6,7 @@
  * exactly `{"error": "<message>"}` with a message naming the problem; never a 5xx, never a
  * throw. Memory stays bounded, and valid requests answer the same after the fuzz as before.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collector } from '../helpers/memory';
 import { InferenceSession } from 'onnxruntime-node';
 import { createTestApp, publishModel, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext } from '../helpers/events';
@@ -134,18 +133,6 @@ async function runCase(c: RequestCase): Promise<Outcome> {
 
 // ---------------------------------------------------------------------------------------------
 // Memory
-
-function collector(): (() => void) | undefined {
-  const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed;
-  try {
-    // Not started with --expose-gc (jest): expose it now; a fresh context then sees `gc`.
-    setFlagsFromString('--expose-gc');
-    return runInNewContext('gc') as () => void;
-  } catch {
-    return undefined;
-  }
-}
 
 function settledMemory(gc: (() => void) | undefined): NodeJS.MemoryUsage {
   gc?.();

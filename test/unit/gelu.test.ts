@@ -4,28 +4,8 @@ import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { canonicalizeGelu } from '../../lib/convert/gelu';
 import { OnnxModel } from '../../lib/onnx/model';
-import { encodeModel, floatTensor } from '../../lib/onnx/writer';
-import { bertEncoderModel, prng } from '../helpers/models';
+import { bertEncoderModel, geluModel, prng } from '../helpers/models';
 
-/** x -> exact GELU, with the 1/sqrt2 step written `Mul(x, c)` or `Div(x, c)`. */
-function geluModel(form: 'Mul' | 'Div', c: number): Uint8Array {
-  return encodeModel({
-    opsets: [{ domain: '', version: 17 }],
-    graph: {
-      name: 'gelu',
-      inputs: [{ name: 'x', elemType: 1, shape: [2, 64] }],
-      outputs: [{ name: 'y', elemType: 1, shape: [2, 64] }],
-      initializers: [floatTensor('c', [], [c]), floatTensor('one', [], [1]), floatTensor('half', [], [0.5])],
-      nodes: [
-        { opType: form, inputs: ['x', 'c'], outputs: ['a'] },
-        { opType: 'Erf', inputs: ['a'], outputs: ['e'] },
-        { opType: 'Add', inputs: ['e', 'one'], outputs: ['p'] },
-        { opType: 'Mul', inputs: ['x', 'p'], outputs: ['m'] },
-        { opType: 'Mul', inputs: ['m', 'half'], outputs: ['y'] },
-      ],
-    },
-  });
-}
 
 /** The op types of the graph onnxruntime runs (level all), read back from its optimized file. */
 async function runtimeOps(bytes: Uint8Array): Promise<string[]> {
