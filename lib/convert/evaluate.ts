@@ -205,63 +205,100 @@ function asFloats(t: Tensor): Float32Array {
   return Float32Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
 }
 
-/**
- * Runs the original and the converted model on the same samples and measures what the
- * conversion cost and bought: per-output error and agreement, bytes, median latency, session
- * creation time. Both models run with the same session options, one after the other.
- */
-export async function evaluate(original: Uint8Array, converted: Uint8Array, options: EvaluateOptions = DEFAULT_EVALUATE_OPTIONS): Promise<Evaluation> {
-  const a = await timedCreate(original, options.intraOpNumThreads);
-  const b = await timedCreate(converted, options.intraOpNumThreads);
-  try {
-    const samples = options.samples ?? generateSamples(a.session, OnnxModel.decode(original), options);
-    const names = a.session.outputNames;
-    const outA = new Map<string, Float32Array[]>(names.map((n) => [n, []]));
-    const outB = new Map<string, Float32Array[]>(names.map((n) => [n, []]));
-    const dims = new Map<string, readonly number[]>();
-    for (const feeds of samples) {
-      const ra = await a.session.run(feeds);
-      const rb = await b.session.run(feeds);
-      for (const n of names) {
-        const ta = ra[n];
-        const tb = rb[n];
-        if (!ta || !tb) throw new Error(`output "${n}" missing from a run`);
-        if (ta.type !== tb.type || ta.dims.join() !== tb.dims.join()) {
-          throw new Error(`output "${n}" changed: ${ta.type}[${ta.dims.join(',')}] became ${tb.type}[${tb.dims.join(',')}]`);
-        }
-        outA.get(n)?.push(asFloats(ta));
-        outB.get(n)?.push(asFloats(tb));
-        dims.set(n, ta.dims);
-      }
-    }
-    const outputs: Record<string, OutputAgreement> = {};
-    for (const n of names) outputs[n] = agreement(outA.get(n) ?? [], outB.get(n) ?? [], dims.get(n) ?? []);
+/** What the original model answers and costs, measured once and compared against each candidate. */
+export interface Reference {
+  samples: Record<string, Tensor>[];
+  names: readonly string[];
+  /** Per output: its type and dims, and its values per sample (as float32 for comparison). */
+  outputs: Map<string, { type: string; dims: readonly number[]; values: Float32Array[] }>;
+  bytes: number;
+  latencyMs: number;
+  createMs: number;
+}
 
-    const first = samples[0] ?? {};
-    const timesA: number[] = [];
-    const timesB: number[] = [];
-    for (let i = 0; i < options.latencyRuns + 2; i++) {
-      for (const [session, times] of [[a.session, timesA], [b.session, timesB]] as const) {
-        const started = performance.now();
-        await session.run(first);
-        if (i >= 2) times.push(performance.now() - started); // two warm-up runs each
-      }
+/** Runs `session` on every sample and returns each output's type, dims and values. */
+async function runSamples(session: InferenceSession, samples: readonly Record<string, Tensor>[], names: readonly string[]): Promise<Reference['outputs']> {
+  const outputs: Reference['outputs'] = new Map();
+  for (const feeds of samples) {
+    const result = await session.run(feeds);
+    for (const n of names) {
+      const t = result[n];
+      if (!t) throw new Error(`output "${n}" missing from a run`);
+      const entry = outputs.get(n) ?? { type: t.type, dims: t.dims, values: [] };
+      entry.values.push(asFloats(t));
+      outputs.set(n, entry);
     }
-    const latA = median(timesA);
-    const latB = median(timesB);
+  }
+  return outputs;
+}
+
+/** Median of `runs` timed runs on the first sample, after two warm-up runs. */
+async function latency(session: InferenceSession, feeds: Record<string, Tensor>, runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs + 2; i++) {
+    const started = performance.now();
+    await session.run(feeds);
+    if (i >= 2) times.push(performance.now() - started);
+  }
+  return median(times);
+}
+
+/**
+ * Measures the original model: its answers on the samples (given, or generated from its input
+ * metadata), its median latency and its session-create time. The session is released before
+ * this returns, so the conversion's own sessions never sit beside the largest one.
+ */
+export async function measureReference(original: Uint8Array, options: EvaluateOptions = DEFAULT_EVALUATE_OPTIONS): Promise<Reference> {
+  const { session, ms } = await timedCreate(original, options.intraOpNumThreads);
+  try {
+    const samples = options.samples ?? generateSamples(session, OnnxModel.decode(original), options);
+    const names = session.outputNames;
+    const outputs = await runSamples(session, samples, names);
+    const latencyMs = await latency(session, samples[0] ?? {}, options.latencyRuns);
+    return { samples, names, outputs, bytes: original.byteLength, latencyMs, createMs: ms };
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * Runs the converted model on the reference's samples and measures what the conversion cost
+ * and bought: per-output error and agreement, bytes, median latency, session-create time (with
+ * the same session options as the reference).
+ */
+export async function compareWith(reference: Reference, converted: Uint8Array, options: EvaluateOptions = DEFAULT_EVALUATE_OPTIONS): Promise<Evaluation> {
+  const { session, ms } = await timedCreate(converted, options.intraOpNumThreads);
+  try {
+    const got = await runSamples(session, reference.samples, reference.names);
+    const outputs: Record<string, OutputAgreement> = {};
+    for (const n of reference.names) {
+      const a = reference.outputs.get(n);
+      const b = got.get(n);
+      if (!a || !b) throw new Error(`output "${n}" missing from a run`);
+      if (a.type !== b.type || a.dims.join() !== b.dims.join()) {
+        throw new Error(`output "${n}" changed: ${a.type}[${a.dims.join(',')}] became ${b.type}[${b.dims.join(',')}]`);
+      }
+      outputs[n] = agreement(a.values, b.values, a.dims);
+    }
+    const latB = await latency(session, reference.samples[0] ?? {}, options.latencyRuns);
+    const latA = reference.latencyMs;
     return {
-      samples: samples.length,
+      samples: reference.samples.length,
       outputs,
       bytes: {
-        original: original.byteLength,
+        original: reference.bytes,
         converted: converted.byteLength,
-        compressionPercent: ((original.byteLength - converted.byteLength) / original.byteLength) * 100,
+        compressionPercent: ((reference.bytes - converted.byteLength) / reference.bytes) * 100,
       },
       latencyMs: { original: latA, converted: latB, speedup: latB > 0 ? latA / latB : 1 },
-      sessionCreateMs: { original: a.ms, converted: b.ms },
+      sessionCreateMs: { original: reference.createMs, converted: ms },
     };
   } finally {
-    await a.session.release();
-    await b.session.release();
+    await session.release();
   }
+}
+
+/** Measures the original, then compares the converted model with it (one session at a time). */
+export async function evaluate(original: Uint8Array, converted: Uint8Array, options: EvaluateOptions = DEFAULT_EVALUATE_OPTIONS): Promise<Evaluation> {
+  return compareWith(await measureReference(original, options), converted, options);
 }

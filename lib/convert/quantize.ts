@@ -11,6 +11,7 @@ import {
   TensorView,
 } from '../onnx/model';
 import type { ProtoMessage } from '../onnx/proto-tree';
+import { MS_DOMAIN } from './attention';
 
 /** How weights are stored in the converted model. */
 export type QuantizationMode = 'int8-dynamic' | 'fp16' | 'none';
@@ -138,9 +139,23 @@ class Rewriter {
     addConstant: (name: string, tensor: ProtoMessage) => void,
     halved: Map<string, string>,
   ): ProtoMessage[] | undefined {
-    if (node.domain) return undefined;
     const { mode } = this.options;
     if (mode === 'none') return undefined;
+    if (node.domain === MS_DOMAIN && node.opType === 'Attention' && mode === 'int8-dynamic') {
+      if (this.excluded(node)) {
+        this.report.skipped++;
+        return undefined;
+      }
+      const weight = this.constantFloat(scope, node.inputs[1], this.options.minElements);
+      const bias = this.constantFloat(scope, node.inputs[2], 0);
+      // QAttention takes neither a mask nor past state here: those forms stay float.
+      if (!weight || !bias || weight.tensor.dims.length !== 2 || node.inputs.length > 3) {
+        this.report.skipped++;
+        return undefined;
+      }
+      return this.quantizeAttention(node, weight, addConstant);
+    }
+    if (node.domain) return undefined;
     if (mode === 'fp16') return this.excluded(node) ? undefined : this.toHalf(node, scope, addConstant, halved);
     const op = node.opType;
     if (op !== 'MatMul' && op !== 'Gemm' && op !== 'Gather' && op !== 'Slice') return undefined;
@@ -210,6 +225,33 @@ class Rewriter {
     ];
     if (scaled !== output) nodes.push(makeNode('Add', [scaled, node.inputs[2] as string], [output], `${base}_bias`));
     return nodes;
+  }
+
+  /**
+   * com.microsoft Attention with constant Q/K/V weights -> DynamicQuantizeLinear + QAttention:
+   * the same int8 weights, per output column, as a MatMul gets; the bias stays float.
+   */
+  private quantizeAttention(node: NodeView, weight: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
+    const [k, n] = weight.tensor.dims as [number, number];
+    const { q, scales } = quantizePerColumn(weight.tensor.floats(), k, n, this.options.reduceRange ? 63 : 127);
+    const base = this.fresh(node.name || node.outputs[0] || 'attention');
+    const [input = '', weightName = '', bias = ''] = node.inputs;
+    addConstant(`${base}_w`, makeTensor(`${base}_w`, DATA_TYPE.INT8, [k, n], new Uint8Array(q.buffer)));
+    addConstant(`${base}_wscale`, makeTensor(`${base}_wscale`, DATA_TYPE.FLOAT, [n], new Uint8Array(scales.buffer)));
+    this.release(weightName, weight);
+    this.report.tensors++;
+    this.report.rewritten.Attention = (this.report.rewritten.Attention ?? 0) + 1;
+    const quantized = makeNode(
+      'QAttention',
+      [`${base}_xq`, `${base}_w`, bias, `${base}_xscale`, `${base}_wscale`, '', `${base}_xzero`],
+      node.outputs,
+      `${base}_qattention`,
+      {},
+      MS_DOMAIN,
+    );
+    // The same attributes (num_heads, unidirectional...) as the float node.
+    for (const a of node.proto.all(NODE.attribute)) quantized.fields.push(a);
+    return [makeNode('DynamicQuantizeLinear', [input], [`${base}_xq`, `${base}_xscale`, `${base}_xzero`], `${base}_dql`), quantized];
   }
 
   /**

@@ -168,6 +168,20 @@ export class NodeView {
     return this.attribute(name)?.int(ATTRIBUTE.i) ?? fallback;
   }
 
+  /** An INTS attribute's values (packed or not), or undefined when absent. */
+  intsAttribute(name: string): number[] | undefined {
+    const a = this.attribute(name);
+    if (!a) return undefined;
+    const out: number[] = [];
+    for (const f of a.all(ATTRIBUTE.ints)) {
+      if (f.wireType === WIRE_LEN) {
+        const r = new WireReader(f.payload());
+        while (!r.done) out.push(Number(r.int64()));
+      } else out.push(f.asInt());
+    }
+    return out;
+  }
+
   floatAttribute(name: string, fallback: number): number {
     return this.attribute(name)?.first(ATTRIBUTE.f)?.asFloat() ?? fallback;
   }

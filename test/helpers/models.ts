@@ -302,3 +302,47 @@ export function geluModel(form: 'Mul' | 'Div', c: number, shape: number[] = [2, 
     },
   });
 }
+
+/**
+ * One unmasked self-attention block, written out op by op: x -> Q/K/V projections (MatMul +
+ * bias) -> heads -> softmax(QK^T / sqrt(D)) V -> merged heads -> y. With `rank: 2` the input is
+ * x[sequence, hidden] and the reshapes use -1 (each row its own length-1 sequence): a graph the
+ * op-by-op form runs but a fused Attention node (which wants [batch, sequence, hidden]) cannot.
+ */
+export function attentionBlockModel(options: { hidden?: number; heads?: number; rank?: 2 | 3; seed?: number } = {}): Uint8Array {
+  const { hidden = 32, heads = 2, rank = 3, seed = 9 } = options;
+  const rand = prng(seed);
+  const d = hidden / heads;
+  const initializers = [
+    int64Tensor('heads_shape', [4], [0, -1, heads, d]),
+    int64Tensor('merge_shape', [3], [0, -1, hidden]),
+    floatTensor('inv_sqrt_d', [], [1 / Math.sqrt(d)]),
+  ];
+  const nodes: NodeDef[] = [];
+  for (const t of ['q', 'k', 'v']) {
+    initializers.push(floatTensor(`${t}_w`, [hidden, hidden], weights(rand, hidden * hidden, 0.3)));
+    initializers.push(floatTensor(`${t}_b`, [hidden], weights(rand, hidden, 0.1)));
+    nodes.push({ opType: 'MatMul', inputs: ['x', `${t}_w`], outputs: [`${t}_mm`] });
+    nodes.push({ opType: 'Add', inputs: [`${t}_mm`, `${t}_b`], outputs: [t] });
+    nodes.push({ opType: 'Reshape', inputs: [t, 'heads_shape'], outputs: [`${t}_heads`] });
+  }
+  nodes.push(
+    { opType: 'Transpose', inputs: ['q_heads'], outputs: ['qt'], attributes: [{ name: 'perm', ints: [0, 2, 1, 3] }] },
+    { opType: 'Transpose', inputs: ['k_heads'], outputs: ['kt'], attributes: [{ name: 'perm', ints: [0, 2, 3, 1] }] },
+    { opType: 'Transpose', inputs: ['v_heads'], outputs: ['vt'], attributes: [{ name: 'perm', ints: [0, 2, 1, 3] }] },
+    { opType: 'MatMul', inputs: ['qt', 'kt'], outputs: ['scores_raw'] },
+    { opType: 'Mul', inputs: ['scores_raw', 'inv_sqrt_d'], outputs: ['scores'] },
+    { opType: 'Softmax', inputs: ['scores'], outputs: ['probs'], attributes: [{ name: 'axis', i: -1 }] },
+    { opType: 'MatMul', inputs: ['probs', 'vt'], outputs: ['ctx'] },
+    { opType: 'Transpose', inputs: ['ctx'], outputs: ['ctx_t'], attributes: [{ name: 'perm', ints: [0, 2, 1, 3] }] },
+    { opType: 'Reshape', inputs: ['ctx_t', 'merge_shape'], outputs: ['y'] },
+  );
+  const shape = rank === 3 ? ['batch', 'sequence', hidden] : ['sequence', hidden];
+  return model({
+    name: 'attention_block',
+    inputs: [{ name: 'x', elemType: ONNX.FLOAT, shape }],
+    outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: rank === 3 ? ['batch', 'sequence', hidden] : ['sequence', 1, hidden] }],
+    initializers,
+    nodes,
+  });
+}

@@ -136,7 +136,9 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
     const report = await runConvert('uploads/bert/encoder.onnx', bert);
     expect(report).toMatchObject({ status: 'succeeded', version: 1, labelMoved: true, outcome: 'converted' });
     const manifest = (await store.getJson(keys.manifest('bert', 1))) as Record<string, any>;
-    expect(manifest.conversion.quantization.rewritten).toMatchObject({ Gather: 1, MatMul: 25 });
+    // Four attention blocks fused and quantized (QAttention), 13 MatMuls (O, FF1, FF2 x 4, pooler).
+    expect(manifest.conversion.quantization.rewritten).toEqual({ Gather: 1, Slice: 1, Attention: 4, MatMul: 13 });
+    expect(manifest.conversion.optimization.attentionFused).toBe(4);
     expect(report.figures!.compressionPercent).toBeGreaterThan(70);
     expect(report.figures!.outputs.pooled!.cosine).toBeGreaterThanOrEqual(0.99);
     const ids = Array.from({ length: 16 }, (_, i) => (i * 37) % 8000);
