@@ -129,15 +129,25 @@ function median(values: number[]): number {
   return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** onnxruntime would not make a session of these bytes. */
+export class ModelLoadError extends Error {
+  override readonly name = 'ModelLoadError';
+}
+
 async function timedCreate(bytes: Uint8Array, threads: number): Promise<{ session: InferenceSession; ms: number }> {
   collectGarbage();
   const started = performance.now();
-  const session = await InferenceSession.create(bytes, {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-  });
+  let session: InferenceSession;
+  try {
+    session = await InferenceSession.create(bytes, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    });
+  } catch (err) {
+    throw new ModelLoadError((err as Error).message, { cause: err });
+  }
   return { session, ms: performance.now() - started };
 }
 

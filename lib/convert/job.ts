@@ -215,7 +215,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     timingsMs.fetch = performance.now() - started;
 
     started = performance.now();
-    await validateModel(source, deps.maxModelBytes);
+    validateModel(source, deps.maxModelBytes);
     timingsMs.validate = performance.now() - started;
 
     options.pipeline.evaluate.intraOpNumThreads = deps.intraOpNumThreads;

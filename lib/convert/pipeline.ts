@@ -6,7 +6,7 @@ import { InferenceSession } from 'onnxruntime-node';
 import { GraphView, OnnxModel } from '../onnx/model';
 import { collectGarbage } from '../runtime/gc';
 import { checkServable } from '../runtime/model-session';
-import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, type EvaluateOptions, type Evaluation } from './evaluate';
+import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, ModelLoadError, type EvaluateOptions, type Evaluation } from './evaluate';
 import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
@@ -80,8 +80,11 @@ export interface PipelineResult {
   timingsMs: Record<string, number>;
 }
 
-/** The checks every upload passes before any conversion work: readable, servable, loadable. */
-export async function validateModel(bytes: Uint8Array, maxBytes: number): Promise<void> {
+/**
+ * The checks every upload passes before any conversion work: size, readable, servable types,
+ * a supported opset. Loadability is checked by convertModel's first step (one session, not two).
+ */
+export function validateModel(bytes: Uint8Array, maxBytes: number): void {
   if (bytes.byteLength > maxBytes) throw new ConversionError(`model is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
   try {
     checkServable(bytes, 'upload');
@@ -94,14 +97,8 @@ export async function validateModel(bytes: Uint8Array, maxBytes: number): Promis
   if (main.version > MAX_OPSET) {
     throw new ConversionError(`opset ${main.version} is newer than onnxruntime-node 1.30 supports (at most ${MAX_OPSET})`);
   }
-  let session: InferenceSession | undefined;
-  try {
-    session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
-  } catch (err) {
-    throw new ConversionError(`onnxruntime cannot load the model: ${(err as Error).message.slice(0, 400)}`);
-  } finally {
-    await session?.release();
-  }
+  // Whether onnxruntime loads it is the first thing convertModel learns (measureReference):
+  // a second session here would only add a model-sized heap the conversion then works beside.
 }
 
 /** Any convolution (Conv, ConvTranspose, QLinearConv, FusedConv...) in the graph or its subgraphs. */
@@ -211,7 +208,10 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   // The original is measured first, on a heap no other session has fragmented yet: its session
   // is the largest the conversion makes, and it is gone before any candidate is built.
   const started = performance.now();
-  const reference = await measureReference(source, options.evaluate);
+  const reference = await measureReference(source, options.evaluate).catch((err: unknown) => {
+    if (err instanceof ModelLoadError) throw new ConversionError(`onnxruntime cannot load the model: ${err.message.slice(0, 400)}`);
+    throw err;
+  });
   timingsMs.reference = performance.now() - started;
 
   const attempt = async (mode: QuantizationMode, suffix: string, fuse: boolean) => {

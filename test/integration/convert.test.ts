@@ -5,6 +5,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { JobReport } from '../../lib/convert/job';
 import { keys } from '../../lib/registry/keys';
+import { makeNode, OnnxModel } from '../../lib/onnx/model';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
@@ -196,12 +197,21 @@ describe('conversion: an upload becomes an evaluated, versioned model', () => {
   });
 });
 
+/** The MLP with its Relu renamed to an op no runtime has: well-formed, servable types, unloadable. */
+function unknownOpModel(): Uint8Array {
+  const model = OnnxModel.decode(mlpModel());
+  const graph = model.graph();
+  graph.setNodes(graph.nodes().map((n) => (n.opType === 'Relu' ? makeNode('NoSuchOp', n.inputs, n.outputs, n.name) : n.proto)));
+  return model.encode();
+}
+
 describe('broken uploads: a failure report, nothing published, no retry', () => {
   test.each([
     ['not protobuf', 'uploads/broken/text.onnx', 'this is not a model', /^model upload is not a readable ONNX file|is not a readable ONNX file/],
     ['truncated', 'uploads/broken/truncated.onnx', mlpModel().subarray(0, 100), /not a readable ONNX file: length \d+ runs past the end of its message|truncated/],
     ['an INT4 output', 'uploads/broken/int4.onnx', uncarriableOutputModel(ONNX.INT4), /output "y" has datatype INT4/],
     ['an empty file', 'uploads/broken/empty.onnx', new Uint8Array(0), /no graph in the model/],
+    ['a graph onnxruntime refuses (an op it does not know)', 'uploads/broken/unknown-op.onnx', unknownOpModel(), /^onnxruntime cannot load the model: .*NoSuchOp/],
   ])('%s', async (_name, key, body, reason) => {
     const report = await runConvert(key, body);
     expect(report.status).toBe('failed');
