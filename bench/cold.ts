@@ -221,7 +221,7 @@ async function main(): Promise<void> {
       ['handler: registry.resolve (alias + manifest GETs)', ms(med(kind, (r) => phaseMs(r, 'registry.resolve')))],
       ['  of which ObjectStore.getBytes of alias/manifest (sequential)', ms(med(kind, (r) => phaseMs(r, 'ObjectStore.getBytes', isRegistry)))],
       ['handler: ArtifactFetcher.fetch total', ms(med(kind, (r) => phaseMs(r, 'artifact.fetch')))],
-      ['  DiskCache.verify (disk hit: re-hash of the file in 1 MiB chunks; miss: index lookup)', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.verify'))))],
+      ['  DiskCache.verify (disk hit: the rest of the hash started at start-up; miss: index lookup)', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.verify'))))],
       ['  DiskCache.reserve', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.reserve'))))],
       ['  ObjectStore.downloadToFile (S3 stream to temp file + incremental sha256)', ms(med(kind, (r) => zero(phaseMs(r, 'ObjectStore.downloadToFile'))))],
       ['  DiskCache.commit (rename into the cache)', ms(med(kind, (r) => zero(phaseMs(r, 'DiskCache.commit'))))],
@@ -319,7 +319,7 @@ async function main(): Promise<void> {
       ['modules required', (k) => rssMark(k, 'imported'), () => undefined],
       ['app + handler built', (k) => rssMark(k, 'built'), () => undefined],
       ['after registry.resolve', (k) => phaseMem(k, 'registry.resolve', 'rss'), (k) => phaseMem(k, 'registry.resolve', 'arrayBuffers')],
-      ['after DiskCache.verify (hit: re-hash)', (k) => phaseMem(k, 'DiskCache.verify', 'rss'), (k) => phaseMem(k, 'DiskCache.verify', 'arrayBuffers')],
+      ['after DiskCache.verify (hit: hash checked)', (k) => phaseMem(k, 'DiskCache.verify', 'rss'), (k) => phaseMem(k, 'DiskCache.verify', 'arrayBuffers')],
       ['after ObjectStore.downloadToFile', (k) => phaseMem(k, 'ObjectStore.downloadToFile', 'rss'), (k) => phaseMem(k, 'ObjectStore.downloadToFile', 'arrayBuffers')],
       ['after DiskCache.commit', (k) => phaseMem(k, 'DiskCache.commit', 'rss'), (k) => phaseMem(k, 'DiskCache.commit', 'arrayBuffers')],
       [

@@ -31,6 +31,7 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
   const store = new ObjectStore(s3, config.bucket);
   const registry = new Registry(store, config.manifestTtlMs);
   const disk = new DiskCache(config.cacheDir, config.diskCacheBytes);
+  void disk.hashNewest();
   const fetcher = new ArtifactFetcher(store, disk, {
     rangedThresholdBytes: config.rangedGetThresholdBytes,
     partBytes: config.rangedGetPartBytes,

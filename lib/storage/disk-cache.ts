@@ -1,11 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, statSync, type Stats } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
+import { mkdirSync, readdirSync, statSync, utimesSync, type Stats } from 'node:fs';
+import { lstat, rename, unlink } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { sha256File } from './hash';
 
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** How long a hash taken by {@link DiskCache.hashNewest} stands for the file. */
+export const EARLY_HASH_MAX_AGE_MS = 10_000;
+
+interface EarlyHash {
+  name: string;
+  sha256: string;
+  size: number;
+  mtimeMs: number;
+  /** performance.now() when the hash was done. */
+  at: number;
+}
 
 /** Room set aside for a download in progress; {@link DiskCache.commit} or {@link DiskCache.abandon} ends it. */
 export interface Reservation {
@@ -27,6 +40,12 @@ export class DiskCache {
   private readonly pins = new Map<string, number>();
   private totalBytes = 0;
   private reservedBytes = 0;
+  /**
+   * The hash {@link hashNewest} took of the most recently used file. {@link verify} uses it only
+   * when it is at most {@link EARLY_HASH_MAX_AGE_MS} old and the file's size and mtime have not
+   * changed since; otherwise it hashes again.
+   */
+  private early?: Promise<EarlyHash | undefined>;
   /** False when the directory could not be made or read at start-up: every artifact stays in memory. */
   readonly usable: boolean;
 
@@ -53,6 +72,20 @@ export class DiskCache {
     }
   }
 
+  /**
+   * Starts hashing the most recently used file. A runtime restarted in the same container most
+   * likely asks first for the file it used last: the service calls this at start-up, so the
+   * hash runs while start-up and the first request's registry reads are under way, and
+   * {@link verify} finds it done. Resolves when the hash is done (or failed: verify then
+   * hashes again).
+   */
+  async hashNewest(): Promise<void> {
+    const newest = [...this.entries.keys()].at(-1);
+    if (!newest) return;
+    this.early = this.hashWithStat(newest);
+    await this.early;
+  }
+
   /** Bytes held by cached files. */
   get bytes(): number {
     return this.totalBytes;
@@ -68,14 +101,15 @@ export class DiskCache {
 
   /**
    * The path of the cached file for `sha256` after re-hashing it, or `undefined` if there is
-   * none. A file whose content no longer hashes to its name is deleted.
+   * none. A file whose content no longer hashes to its name is deleted. A hash taken by
+   * {@link hashNewest} stands in for a new one while it is fresh and the file unchanged.
    */
   async verify(sha256: string): Promise<string | undefined> {
     if (!this.entries.has(sha256)) return undefined;
     const path = this.pathOf(sha256);
     let actual: string;
     try {
-      actual = (await sha256File(path)).sha256;
+      actual = (await this.takeEarly(sha256)) ?? (await sha256File(path)).sha256;
     } catch {
       this.forget(sha256);
       return undefined;
@@ -147,6 +181,35 @@ export class DiskCache {
     if (size === undefined) return;
     this.entries.delete(sha256);
     this.entries.set(sha256, size);
+    // The access time orders the index a restarted runtime rebuilds (best effort; sub-millisecond
+    // so two loads in the same millisecond keep their order). Once per model load, not per request.
+    const now = (performance.timeOrigin + performance.now()) / 1000;
+    try {
+      utimesSync(this.pathOf(sha256), now, now);
+    } catch {
+      // a file that cannot be touched is still served; its place in the order is all that is lost
+    }
+  }
+
+  private async hashWithStat(name: string): Promise<EarlyHash | undefined> {
+    try {
+      const path = join(this.dir, name);
+      const { sha256 } = await sha256File(path);
+      const stat = await lstat(path);
+      return { name, sha256, size: stat.size, mtimeMs: stat.mtimeMs, at: performance.now() };
+    } catch {
+      return undefined; // verify hashes again and decides
+    }
+  }
+
+  /** The start-up hash of `name` if it is still good to use (once); undefined otherwise. */
+  private async takeEarly(name: string): Promise<string | undefined> {
+    const early = await this.early;
+    if (!early || early.name !== name) return undefined;
+    this.early = undefined;
+    if (performance.now() - early.at > EARLY_HASH_MAX_AGE_MS) return undefined;
+    const stat = await lstat(this.pathOf(name));
+    return stat.size === early.size && stat.mtimeMs === early.mtimeMs ? early.sha256 : undefined;
   }
 
   private forget(sha256: string): void {

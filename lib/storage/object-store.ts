@@ -8,6 +8,7 @@ import {
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ServiceUnavailableError } from '../errors';
+import { collectYoungGarbage } from '../runtime/gc';
 import { sha256File } from './hash';
 
 /** Options for {@link ObjectStore.getBytes}. */
@@ -39,6 +40,8 @@ export class TransferError extends ServiceUnavailableError {}
 
 /** Reads of a JSON object: one more when the body broke off or did not parse. */
 const JSON_ATTEMPTS = 2;
+/** Bytes written to disk between minor collections during a download (see downloadToFile). */
+const YOUNG_COLLECTION_BYTES = 2 * 1024 * 1024;
 
 /** True when S3 says the key (or bucket) does not exist. */
 export function isNotFound(err: unknown): boolean {
@@ -110,9 +113,17 @@ export class ObjectStore {
     const hash = createHash('sha256');
     let ranged = false;
     try {
+      let sinceCollect = 0;
       ranged = await this.fetchInto(key, options, async (chunk, position, sequential) => {
         if (sequential) hash.update(chunk);
         await handle.write(chunk, 0, chunk.byteLength, position);
+        // Written chunks are garbage at once; collected as they go, they never pile up into
+        // heap the allocator keeps after the download (and the session then sits on top of).
+        sinceCollect += chunk.byteLength;
+        if (sinceCollect >= YOUNG_COLLECTION_BYTES) {
+          sinceCollect = 0;
+          collectYoungGarbage();
+        }
       });
     } finally {
       await handle.close();

@@ -160,6 +160,25 @@ describe('artifact fetch and session cache', () => {
     expect(gets.ranged).toBe(Math.ceil(bytes.byteLength / (1024 * 1024)));
   });
 
+  test('a download frees its chunk buffers as it goes: a minor collection every 2 MiB written (with --expose-gc)', async () => {
+    const bytes = denseStackModel(512, 5); // ~5 MB, one GET
+    await publishModel(s3, 'young-gc', 1, bytes, { label: 'stable' });
+    const t = app();
+    const calls: unknown[] = [];
+    const global = globalThis as { gc?: (options?: unknown) => void };
+    const before = global.gc;
+    global.gc = (options?: unknown) => void calls.push(options ?? 'full');
+    try {
+      const body = { inputs: [{ name: 'x', shape: [1, 512], datatype: 'FP32', data: new Array(512).fill(0.01) }] };
+      expect((await infer(t, 'young-gc', body)).status).toBe(200);
+    } finally {
+      global.gc = before;
+    }
+    const minor = calls.filter((c) => (c as { type?: string }).type === 'minor').length;
+    expect(minor).toBe(Math.floor(bytes.byteLength / (2 * 1024 * 1024)));
+    expect(calls).toContain('full'); // and one full collection before the session is created
+  });
+
   test('an artifact the disk cache cannot hold, or a failing /tmp, is served from memory', async () => {
     const bytes = denseStackModel(512, 3); // ~3 MB
     await publishModel(s3, 'no-disk', 1, bytes, { label: 'stable' });

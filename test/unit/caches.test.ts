@@ -7,6 +7,7 @@ import { ModelSession } from '../../lib/runtime/model-session';
 import { SessionCache } from '../../lib/runtime/session-cache';
 import { DiskCache } from '../../lib/storage/disk-cache';
 import { sha256Hex } from '../../lib/storage/hash';
+import * as hashModule from '../../lib/storage/hash';
 import { mlpModel } from '../helpers/models';
 
 const settings = { intraOpNumThreads: 1, graphOptimizationLevel: 'all' as const };
@@ -145,6 +146,36 @@ describe('DiskCache', () => {
     expect(await reopened.verify(sha256Hex(a))).toBeUndefined();
     expect(reopened.has(sha256Hex(a))).toBe(false);
     expect(readdirSync(dir)).not.toContain(sha256Hex(a));
+  });
+
+  test('the start-up hash of the newest file stands in for a new one only while the file is unchanged', async () => {
+    const [a, b] = [blob(64, 1), blob(64, 2)];
+    const first = new DiskCache(dir, 1000);
+    await store(first, a);
+    await store(first, b); // b is the most recent: its access time says so to the next runtime
+    expect(await first.verify(sha256Hex(a))).toBeDefined(); // ...until a is read again
+    const path = join(dir, sha256Hex(a));
+
+    const hashes = jest.spyOn(hashModule, 'sha256File');
+    try {
+      // Unchanged since the start-up hash: verified with no second pass over the file.
+      const restarted = new DiskCache(dir, 1000);
+      await restarted.hashNewest();
+      expect(hashes.mock.calls).toEqual([[path]]);
+      expect(await restarted.verify(sha256Hex(a))).toBe(path);
+      expect(hashes).toHaveBeenCalledTimes(1);
+
+      // Changed after the start-up hash was taken (same size, new content): hashed again, dropped.
+      const again = new DiskCache(dir, 1000);
+      await again.hashNewest();
+      writeFileSync(path, blob(64, 3));
+      expect(await again.verify(sha256Hex(a))).toBeUndefined();
+      expect(hashes).toHaveBeenCalledTimes(3);
+      expect(readdirSync(dir)).not.toContain(sha256Hex(a));
+      expect(await again.verify(sha256Hex(b))).toBe(join(dir, sha256Hex(b)));
+    } finally {
+      hashes.mockRestore();
+    }
   });
 
   test('an artifact larger than the whole cache gets no reservation', async () => {
