@@ -248,26 +248,28 @@ export function elementJson(tensor: Tensor): (i: number) => string {
   }
 }
 
-const BLOCK = 4096;
-const block: number[] = new Array<number>(BLOCK).fill(0.5);
-
+/** Element counts up to which outputs are written through the reused array below. */
+const SCRATCH_LIMIT = 1 << 21;
 /**
- * Finite numbers as a JSON array. JSON.stringify over a plain array is about twice as fast as
- * TypedArray#join (same text); going through one reused 4,096-element block avoids building a
- * million-element array for big outputs.
+ * One plain array of doubles, reused for every big numeric output: filled from the typed array,
+ * then written by one JSON.stringify call, the fastest way V8 has to print numbers. Reuse
+ * matters: a fresh million-element array costs more to allocate (page faults here) than the
+ * copy, and stringifying blocks of it costs a second copy of the text to join them. It is kept
+ * packed (shrunk by length, grown by push, never holey: JSON.stringify takes a slow path over
+ * holey arrays), and bounded: at most 16 MiB of doubles stay allocated between requests.
+ * JSON.stringify is synchronous, so no two requests can share it at once.
  */
+const scratch: number[] = [];
+
+/** Finite numbers as a JSON array (the same text as JSON.stringify of a plain array). */
 function numbersJson(data: ArrayLike<number>): string {
   const n = data.length;
-  if (n <= BLOCK) return JSON.stringify(Array.from(data));
-  const parts: string[] = [];
-  for (let start = 0; start < n; start += BLOCK) {
-    const end = Math.min(n, start + BLOCK);
-    block.length = end - start;
-    for (let i = start; i < end; i++) block[i - start] = data[i] as number;
-    parts.push(JSON.stringify(block).slice(1, -1));
-  }
-  block.length = BLOCK;
-  return `[${parts.join(',')}]`;
+  if (n > SCRATCH_LIMIT) return JSON.stringify(Array.from(data));
+  if (scratch.length > n) scratch.length = n;
+  const reused = scratch.length;
+  for (let i = 0; i < reused; i++) scratch[i] = data[i] as number;
+  for (let i = reused; i < n; i++) scratch.push(data[i] as number);
+  return JSON.stringify(scratch);
 }
 
 /** A tensor's data as one flat JSON array. */

@@ -57,13 +57,21 @@ describe('tensor codec', () => {
     expect(flatDataJson(new Tensor('float32', Float32Array.from([0.5, -2]), [2]))).toBe('[0.5,-2]');
   });
 
-  test('large outputs encode block by block to the same text as JSON.stringify', () => {
+  test('numeric outputs of any size, one after another, encode to the same text as JSON.stringify', () => {
+    // The encoder reuses one array across calls: shrinking and growing it must never leave a
+    // stale or missing element behind.
     const rand = Array.from({ length: 10_001 }, (_, i) => Math.sin(i) * 1e3);
     const f32 = new Tensor('float32', Float32Array.from(rand), [10_001]);
     expect(flatDataJson(f32)).toBe(JSON.stringify(Array.from(f32.data)));
     const i32 = new Tensor('int32', Int32Array.from(rand, (v) => Math.round(v)), [10_001]);
     expect(flatDataJson(i32)).toBe(JSON.stringify(Array.from(i32.data)));
     expect(flatDataJson(new Tensor('float32', new Float32Array(5000), [5000]))).toBe(`[${new Array(5000).fill(0).join(',')}]`);
+    expect(flatDataJson(new Tensor('float32', Float32Array.from([0.25, -1]), [2]))).toBe('[0.25,-1]');
+    expect(flatDataJson(new Tensor('float32', new Float32Array(0), [0]))).toBe('[]');
+    const u8 = new Tensor('uint8', Uint8Array.from({ length: 7000 }, (_, i) => i % 256), [7000]);
+    expect(flatDataJson(u8)).toBe(JSON.stringify(Array.from(u8.data as Uint8Array)));
+    const f64 = new Tensor('float64', Float64Array.from(rand.slice(0, 9000), (v) => v / 7), [9000]);
+    expect(flatDataJson(f64)).toBe(JSON.stringify(Array.from(f64.data as Float64Array)));
   });
 
   test('64-bit integers: exact digits out, numbers or decimal strings in', () => {
