@@ -69,9 +69,9 @@ describe('tensor codec', () => {
     expect(flatDataJson(new Tensor('float32', Float32Array.from([0.25, -1]), [2]))).toBe('[0.25,-1]');
     expect(flatDataJson(new Tensor('float32', new Float32Array(0), [0]))).toBe('[]');
     const u8 = new Tensor('uint8', Uint8Array.from({ length: 7000 }, (_, i) => i % 256), [7000]);
-    expect(flatDataJson(u8)).toBe(JSON.stringify(Array.from(u8.data as Uint8Array)));
+    expect(flatDataJson(u8)).toBe(JSON.stringify(Array.from(u8.data)));
     const f64 = new Tensor('float64', Float64Array.from(rand.slice(0, 9000), (v) => v / 7), [9000]);
-    expect(flatDataJson(f64)).toBe(JSON.stringify(Array.from(f64.data as Float64Array)));
+    expect(flatDataJson(f64)).toBe(JSON.stringify(Array.from(f64.data)));
   });
 
   test('64-bit integers: exact digits out, numbers or decimal strings in', () => {
