@@ -136,7 +136,7 @@ async function optimizeOffline(bytes: Uint8Array, level: 'basic' | 'extended', t
       logSeverityLevel: 3,
     });
     await session.release();
-    return new Uint8Array(readFileSync(path));
+    return readFileSync(path); // a Buffer is a Uint8Array: no second copy of the model
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -154,17 +154,26 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
 }
 
 /**
+ * The graph rewrites and the quantization, as encoded bytes. Only the bytes leave this function:
+ * the decoded tree and its new weight tensors are garbage before any session is created.
+ */
+function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean) {
+  const model = OnnxModel.decode(source);
+  const geluRewritten = canonicalizeGelu(model);
+  const attentionFused = fuse ? fuseAttention(model, options.keepFloat) : 0;
+  const quantization = quantizeModel(model, { ...options, mode });
+  const quantized = mode === 'none' && geluRewritten === 0 && attentionFused === 0 ? source : model.encode();
+  return { quantized, quantization, geluRewritten, attentionFused };
+}
+
+/**
  * Quantizes (per mode), then optimizes offline; keeps the optimized graph if it loads faster and
  * agrees. Its steps are timed under `quantize` and `optimize` plus `suffix`, so a fallback pass
  * does not overwrite the first pass's timings.
  */
 async function transform(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, timings: Record<string, number>, suffix: string, fuse: boolean) {
   let started = performance.now();
-  const model = OnnxModel.decode(source);
-  const geluRewritten = canonicalizeGelu(model);
-  const attentionFused = fuse ? fuseAttention(model, options.keepFloat) : 0;
-  const quantization = quantizeModel(model, { ...options, mode });
-  const quantized = mode === 'none' && geluRewritten === 0 && attentionFused === 0 ? source : model.encode();
+  const { quantized, quantization, geluRewritten, attentionFused } = rewrite(source, mode, options, fuse);
   timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();
