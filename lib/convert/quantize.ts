@@ -196,9 +196,9 @@ class Rewriter {
   private quantizeMatMul(node: NodeView, weight: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
     const gemm = node.opType === 'Gemm';
     let [k, n] = weight.tensor.dims as [number, number];
-    let values = weight.tensor.floats();
+    let values: Float32Array | RowReader = weight.tensor.floatRowReader();
     if (gemm && node.intAttribute('transB', 0) === 1) {
-      values = transpose(values, k, n);
+      values = transpose(weight.tensor.floats(), k, n);
       [k, n] = [n, k];
     }
     const alpha = gemm ? node.floatAttribute('alpha', 1) : 1;
@@ -233,7 +233,7 @@ class Rewriter {
    */
   private quantizeAttention(node: NodeView, weight: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
     const [k, n] = weight.tensor.dims as [number, number];
-    const { q, scales } = quantizePerColumn(weight.tensor.floats(), k, n, this.options.reduceRange ? 63 : 127);
+    const { q, scales } = quantizePerColumn(weight.tensor.floatRowReader(), k, n, this.options.reduceRange ? 63 : 127);
     const base = this.fresh(node.name || node.outputs[0] || 'attention');
     const [input = '', weightName = '', bias = ''] = node.inputs;
     addConstant(`${base}_w`, makeTensor(`${base}_w`, DATA_TYPE.INT8, [k, n], new Uint8Array(q.buffer)));
@@ -261,7 +261,7 @@ class Rewriter {
   private quantizeRows(node: NodeView, table: ConstantRef, addConstant: (name: string, tensor: ProtoMessage) => void): ProtoMessage[] {
     const op = node.opType as 'Gather' | 'Slice';
     const [rows, cols] = table.tensor.dims as [number, number];
-    const { q, scales } = quantizePerRow(table.tensor.floats(), rows, cols, this.options.reduceRange ? 63 : 127);
+    const { q, scales } = quantizePerRow(table.tensor.floatRowReader(), rows, cols, this.options.reduceRange ? 63 : 127);
     const base = this.fresh(node.name || node.outputs[0] || op.toLowerCase());
     addConstant(`${base}_table`, makeTensor(`${base}_table`, DATA_TYPE.INT8, [rows, cols], new Uint8Array(q.buffer)));
     addConstant(`${base}_rowscale`, makeTensor(`${base}_rowscale`, DATA_TYPE.FLOAT, [rows, 1], new Uint8Array(scales.buffer)));
@@ -352,36 +352,66 @@ function transpose(values: Float32Array, rows: number, cols: number): Float32Arr
   return out;
 }
 
-/** Symmetric int8 per output column of a [k, n] matrix. */
-export function quantizePerColumn(values: Float32Array, k: number, n: number, qmax: number): { q: Int8Array; scales: Float32Array } {
+/** Rows of a [rows, cols] float matrix, read a chunk at a time: `(start, count)` -> their values. */
+export type RowReader = (start: number, count: number) => Float32Array;
+
+/** About a mebibyte of floats per chunk: what a quantization holds of a table beside its result. */
+const CHUNK_ELEMENTS = 1 << 18;
+
+function rowsOf(values: Float32Array | RowReader, cols: number): RowReader {
+  return typeof values === 'function' ? values : (start, count) => values.subarray(start * cols, (start + count) * cols);
+}
+
+function chunkRows(cols: number): number {
+  return Math.max(1, Math.floor(CHUNK_ELEMENTS / Math.max(1, cols)));
+}
+
+/** Symmetric int8 per output column of a [k, n] matrix (two passes over its rows, a chunk at a time). */
+export function quantizePerColumn(values: Float32Array | RowReader, k: number, n: number, qmax: number): { q: Int8Array; scales: Float32Array } {
+  const read = rowsOf(values, n);
+  const step = chunkRows(n);
   const scales = new Float32Array(n);
-  for (let r = 0; r < k; r++) {
-    for (let c = 0; c < n; c++) {
-      const a = Math.abs(values[r * n + c] as number);
-      if (a > (scales[c] as number)) scales[c] = a;
+  for (let start = 0; start < k; start += step) {
+    const count = Math.min(step, k - start);
+    const chunk = read(start, count);
+    for (let r = 0; r < count; r++) {
+      for (let c = 0; c < n; c++) {
+        const a = Math.abs(chunk[r * n + c] as number);
+        if (a > (scales[c] as number)) scales[c] = a;
+      }
     }
   }
   for (let c = 0; c < n; c++) scales[c] = (scales[c] as number) > 0 ? (scales[c] as number) / qmax : 1;
   const q = new Int8Array(k * n);
-  for (let r = 0; r < k; r++) {
-    for (let c = 0; c < n; c++) {
-      const v = Math.round((values[r * n + c] as number) / (scales[c] as number));
-      q[r * n + c] = Math.max(-qmax, Math.min(qmax, v));
+  for (let start = 0; start < k; start += step) {
+    const count = Math.min(step, k - start);
+    const chunk = read(start, count);
+    for (let r = 0; r < count; r++) {
+      for (let c = 0; c < n; c++) {
+        const v = Math.round((chunk[r * n + c] as number) / (scales[c] as number));
+        q[(start + r) * n + c] = Math.max(-qmax, Math.min(qmax, v));
+      }
     }
   }
   return { q, scales };
 }
 
-/** Symmetric int8 per row of a [rows, cols] table. */
-export function quantizePerRow(values: Float32Array, rows: number, cols: number, qmax: number): { q: Int8Array; scales: Float32Array } {
+/** Symmetric int8 per row of a [rows, cols] table (one pass over its rows, a chunk at a time). */
+export function quantizePerRow(values: Float32Array | RowReader, rows: number, cols: number, qmax: number): { q: Int8Array; scales: Float32Array } {
+  const read = rowsOf(values, cols);
+  const step = chunkRows(cols);
   const scales = new Float32Array(rows);
   const q = new Int8Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    let max = 0;
-    for (let c = 0; c < cols; c++) max = Math.max(max, Math.abs(values[r * cols + c] as number));
-    const s = max > 0 ? max / qmax : 1;
-    scales[r] = s;
-    for (let c = 0; c < cols; c++) q[r * cols + c] = Math.max(-qmax, Math.min(qmax, Math.round((values[r * cols + c] as number) / s)));
+  for (let start = 0; start < rows; start += step) {
+    const count = Math.min(step, rows - start);
+    const chunk = read(start, count);
+    for (let r = 0; r < count; r++) {
+      let max = 0;
+      for (let c = 0; c < cols; c++) max = Math.max(max, Math.abs(chunk[r * cols + c] as number));
+      const s = max > 0 ? max / qmax : 1;
+      scales[start + r] = s;
+      for (let c = 0; c < cols; c++) q[(start + r) * cols + c] = Math.max(-qmax, Math.min(qmax, Math.round((chunk[r * cols + c] as number) / s)));
+    }
   }
   return { q, scales };
 }

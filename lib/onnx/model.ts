@@ -68,6 +68,32 @@ export class TensorView {
     return out;
   }
 
+  /**
+   * Reads rows of a FLOAT tensor (its first dimension) without copying the rest: `(start,
+   * count)` returns those rows' values, a fresh array each call. A rewrite that walks a large
+   * table in chunks of rows so holds one chunk, not a float copy of the whole table. Tensors
+   * stored in float_data (not raw_data) are decoded once and sliced.
+   */
+  floatRowReader(): (start: number, count: number) => Float32Array {
+    if (this.dataType !== DATA_TYPE.FLOAT) throw new Error(`tensor ${this.name} is not FLOAT`);
+    const [rows = 1] = this.dims;
+    const n = this.elementCount;
+    const cols = rows > 0 ? n / rows : 0;
+    const raw = this.proto.first(TENSOR.rawData);
+    if (!raw) {
+      const all = this.floats();
+      return (start, count) => all.slice(start * cols, (start + count) * cols);
+    }
+    const bytes = raw.payload();
+    if (bytes.byteLength !== n * 4) throw new Error(`tensor ${this.name} holds ${bytes.byteLength} bytes for ${n} floats`);
+    const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return (start, count) => {
+      const out = new Float32Array(count * cols);
+      source.copy(Buffer.from(out.buffer), 0, start * cols * 4, (start + count) * cols * 4);
+      return out;
+    };
+  }
+
   /** The values of a FLOAT tensor, from raw_data or float_data. */
   floats(): Float32Array {
     if (this.dataType !== DATA_TYPE.FLOAT) throw new Error(`tensor ${this.name} is not FLOAT`);

@@ -1,6 +1,7 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { quantizeModel, quantizePerColumn, quantizePerRow, type QuantizeOptions } from '../../lib/convert/quantize';
-import { OnnxModel } from '../../lib/onnx/model';
+import { DATA_TYPE, makeTensor, OnnxModel, TENSOR, TensorView } from '../../lib/onnx/model';
+import { ProtoField, ProtoMessage } from '../../lib/onnx/proto-tree';
 import { encodeModel, floatTensor } from '../../lib/onnx/writer';
 import { bertEncoderModel, denseStackModel, mlpModel, ONNX, prng, sileroVadModel } from '../helpers/models';
 
@@ -40,6 +41,29 @@ describe('weight quantization', () => {
     const rows = quantizePerRow(Float32Array.from([0, 0, 3, -6]), 2, 2, 127);
     expect(Array.from(rows.scales)).toEqual([1, Math.fround(6 / 127)]);
     expect(Array.from(rows.q)).toEqual([0, 0, 64, -127]);
+  });
+
+  test('tables are read a chunk of rows at a time, from raw_data or float_data, with the same result', () => {
+    // 100,000 x 3 is more rows than one chunk holds (2^18 elements), so chunk edges are crossed.
+    const [rows, cols] = [100_000, 3];
+    const values = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+    const raw = new TensorView(makeTensor('t', DATA_TYPE.FLOAT, [rows, cols], new Uint8Array(values.buffer.slice(0))));
+    const read = raw.floatRowReader();
+    expect(Array.from(read(99_999, 1))).toEqual(Array.from(values.subarray(299_997)));
+    for (const quantize of [quantizePerColumn, quantizePerRow]) {
+      const whole = quantize(values, rows, cols, 127);
+      const chunked = quantize(read, rows, cols, 127);
+      expect(Buffer.from(chunked.q.buffer).equals(Buffer.from(whole.q.buffer))).toBe(true);
+      expect(Array.from(chunked.scales)).toEqual(Array.from(whole.scales));
+    }
+    // float_data (packed repeated floats) instead of raw_data: decoded once, then sliced.
+    const packed = new ProtoMessage([
+      ProtoField.bytes(TENSOR.dims, Uint8Array.from([2, 3])),
+      ProtoField.varint(TENSOR.dataType, DATA_TYPE.FLOAT),
+      ProtoField.string(TENSOR.name, 'p'),
+      ProtoField.bytes(TENSOR.floatData, new Uint8Array(Float32Array.from([1, 2, 3, 4, 5, 6]).buffer)),
+    ]);
+    expect(Array.from(new TensorView(packed).floatRowReader()(1, 1))).toEqual([4, 5, 6]);
   });
 
   test('int8-dynamic: MatMul weights become int8 in the pattern onnxruntime fuses, outputs stay close', async () => {
