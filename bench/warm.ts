@@ -510,7 +510,7 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`1c request body ${mib(c.bodyBytes)} (${c.bodyBytes} bytes), response body ${mib(c.responseBytes)}; handler end to end ${ratio(c.handler.median / c.bare.median)} the bare run.`);
     console.log('');
-    console.log('### 1c. Codec alone (same process, interleaved): 1M float32 (the 1c target), and the 1b request for comparison');
+    console.log('### 1c. Codec alone (same process, interleaved): 1M float32 (the 1c target), and the 1b-mem request (1,024 floats in, 1,024 out) for comparison');
     console.log('');
     const codecRow = (label: string, pick: (r: CodecResult) => Summary) => [
       label,
@@ -520,7 +520,7 @@ async function main(): Promise<void> {
       ms(pick(denseCodec).p90),
     ];
     console.log(table(
-      ['step', '1c median ms', '1c p90 ms', '1b median ms', '1b p90 ms'],
+      ['step', '1c median ms', '1c p90 ms', '1b-mem median ms', '1b-mem p90 ms'],
       [
         codecRow('codec: JSON.parse(body)', (r) => r.parts.parse),
         codecRow('codec: decodeOipRequest', (r) => r.parts.decode),

@@ -352,7 +352,7 @@ function transpose(values: Float32Array, rows: number, cols: number): Float32Arr
   return out;
 }
 
-/** Rows of a [rows, cols] float matrix, read a chunk at a time: `(start, count)` -> their values. */
+/** Rows of a [rows, cols] float matrix, read a chunk at a time: `(start, count)` -> their values (valid until the next read). */
 export type RowReader = (start: number, count: number) => Float32Array;
 
 /** About a mebibyte of floats per chunk: what a quantization holds of a table beside its result. */

@@ -70,9 +70,10 @@ export class TensorView {
 
   /**
    * Reads rows of a FLOAT tensor (its first dimension) without copying the rest: `(start,
-   * count)` returns those rows' values, a fresh array each call. A rewrite that walks a large
-   * table in chunks of rows so holds one chunk, not a float copy of the whole table. Tensors
-   * stored in float_data (not raw_data) are decoded once and sliced.
+   * count)` returns those rows' values in one buffer the reader reuses, so a result is valid
+   * until the next call. A rewrite that walks a large table in chunks of rows so holds one
+   * chunk, and leaves no garbage per chunk behind. Tensors stored in float_data (not raw_data)
+   * are decoded once and sliced.
    */
   floatRowReader(): (start: number, count: number) => Float32Array {
     if (this.dataType !== DATA_TYPE.FLOAT) throw new Error(`tensor ${this.name} is not FLOAT`);
@@ -87,9 +88,11 @@ export class TensorView {
     const bytes = raw.payload();
     if (bytes.byteLength !== n * 4) throw new Error(`tensor ${this.name} holds ${bytes.byteLength} bytes for ${n} floats`);
     const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let buffer = new Float32Array(0);
     return (start, count) => {
-      const out = new Float32Array(count * cols);
-      source.copy(Buffer.from(out.buffer), 0, start * cols * 4, (start + count) * cols * 4);
+      if (buffer.length < count * cols) buffer = new Float32Array(count * cols);
+      const out = buffer.subarray(0, count * cols);
+      source.copy(Buffer.from(out.buffer, out.byteOffset, out.byteLength), 0, start * cols * 4, (start + count) * cols * 4);
       return out;
     };
   }

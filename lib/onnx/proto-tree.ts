@@ -60,10 +60,29 @@ export class ProtoMessage {
     if (i >= 0) this.fields.splice(i, 1);
   }
 
+  /**
+   * The message's bytes, written once into one buffer of the exact size: no per-level copies,
+   * so re-encoding a large model holds the tree and its encoding, nothing more.
+   */
   encode(): Uint8Array {
-    const parts: Uint8Array[] = [];
-    for (const f of this.fields) f.encodeInto(parts);
-    return Buffer.concat(parts);
+    const out = Buffer.allocUnsafe(this.encodedLength());
+    const end = this.writeTo(out, 0);
+    if (end !== out.byteLength) throw new Error(`encoded ${end} bytes, expected ${out.byteLength}`);
+    return out;
+  }
+
+  /** Bytes {@link encode} writes. */
+  encodedLength(): number {
+    let n = 0;
+    for (const f of this.fields) n += f.encodedLength();
+    return n;
+  }
+
+  /** Writes the encoding at `offset`; returns the offset after it. */
+  writeTo(out: Uint8Array, offset: number): number {
+    let at = offset;
+    for (const f of this.fields) at = f.writeTo(out, at);
+    return at;
   }
 }
 
@@ -71,11 +90,17 @@ export class ProtoMessage {
 export class ProtoField {
   private decoded?: ProtoMessage;
 
+  /**
+   * `valueBytes` is the value as on the wire; a length-delimited field built here may instead
+   * keep its length prefix there and its payload apart (`payloadBytes`), so building a field
+   * from a large array does not copy it.
+   */
   constructor(
     readonly number: number,
     readonly wireType: number,
     private readonly keyBytes: Uint8Array,
     private valueBytes: Uint8Array,
+    private readonly payloadBytes?: Uint8Array,
   ) {}
 
   /** The nested message of a length-delimited field (decoded once, then shared). */
@@ -87,6 +112,7 @@ export class ProtoField {
 
   /** The payload of a length-delimited field (without its length prefix). */
   payload(): Uint8Array {
+    if (this.payloadBytes) return this.payloadBytes;
     const r = new WireReader(this.valueBytes);
     const { start, end } = r.lengthDelimited();
     return this.valueBytes.subarray(start, end);
@@ -110,22 +136,38 @@ export class ProtoField {
     return Buffer.from(this.valueBytes).readFloatLE(0);
   }
 
-  encodeInto(parts: Uint8Array[]): void {
-    parts.push(this.keyBytes);
+  encodedLength(): number {
     if (this.decoded) {
-      const body = this.decoded.encode();
-      parts.push(varintBytes(BigInt(body.byteLength)), body);
-    } else {
-      parts.push(this.valueBytes);
+      const body = this.decoded.encodedLength();
+      return this.keyBytes.byteLength + varintLength(body) + body;
     }
+    return this.keyBytes.byteLength + this.valueBytes.byteLength + (this.payloadBytes?.byteLength ?? 0);
+  }
+
+  writeTo(out: Uint8Array, offset: number): number {
+    out.set(this.keyBytes, offset);
+    let at = offset + this.keyBytes.byteLength;
+    if (this.decoded) {
+      const length = varintBytes(BigInt(this.decoded.encodedLength()));
+      out.set(length, at);
+      return this.decoded.writeTo(out, at + length.byteLength);
+    }
+    out.set(this.valueBytes, at);
+    at += this.valueBytes.byteLength;
+    if (this.payloadBytes) {
+      out.set(this.payloadBytes, at);
+      at += this.payloadBytes.byteLength;
+    }
+    return at;
   }
 
   static varint(number: number, value: number | bigint): ProtoField {
     return new ProtoField(number, WIRE_VARINT, keyOf(number, WIRE_VARINT), varintBytes(BigInt(value)));
   }
 
+  /** A length-delimited field holding `value` itself (not a copy): do not change it afterwards. */
   static bytes(number: number, value: Uint8Array): ProtoField {
-    return new ProtoField(number, WIRE_LEN, keyOf(number, WIRE_LEN), Buffer.concat([varintBytes(BigInt(value.byteLength)), value]));
+    return new ProtoField(number, WIRE_LEN, keyOf(number, WIRE_LEN), varintBytes(BigInt(value.byteLength)), value);
   }
 
   static string(number: number, value: string): ProtoField {
@@ -151,6 +193,13 @@ export class ProtoField {
 
 function keyOf(number: number, wireType: number): Uint8Array {
   return varintBytes(BigInt(number * 8 + wireType));
+}
+
+/** Bytes of the varint encoding of a non-negative length. */
+function varintLength(value: number): number {
+  let n = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 128)) n++;
+  return n;
 }
 
 /** A value's varint encoding (two's complement for negatives, as protobuf int64 does). */
