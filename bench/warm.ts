@@ -17,7 +17,7 @@ import { createInferenceApp, type InferenceApp } from '../lib/service/app';
 import { publishModel, testConfig } from '../test/helpers/app';
 import { httpEvent, lambdaContext } from '../test/helpers/events';
 import { startLocalS3, type LocalS3 } from '../test/helpers/local-s3';
-import { convStackModel, denseStackModel, mlpModel, prng, scaleModel } from '../test/helpers/models';
+import { bertEncoderModel, convStackModel, denseStackModel, mlpModel, prng, scaleModel } from '../test/helpers/models';
 import { mib, ms, pct, ratio, summarize, table, verdict, type Summary } from './lib/stats';
 
 const MIB = 1024 * 1024;
@@ -110,6 +110,8 @@ interface Case {
   bytes: Uint8Array;
   feeds: Record<string, Tensor>;
   body: string;
+  /** Outputs the request asks for (all when absent); the bare runs fetch the same. */
+  fetches?: string[];
   warmup: number;
   iterations: number;
   maxSeconds: number;
@@ -142,7 +144,7 @@ async function runCase(c: Case): Promise<CaseResult> {
   const first = (await c.app.handler(httpEvent('POST', path, { body: c.body }), lambdaContext())) as HandlerResult;
   if (first.statusCode !== 200) throw new Error(`${c.model}: handler answered ${first.statusCode}: ${first.body.slice(0, 300)}`);
   const answer = JSON.parse(first.body) as { outputs: { name: string; data: number[] }[] };
-  const bare = await session.run(c.feeds);
+  const bare = c.fetches ? await session.run(c.feeds, c.fetches) : await session.run(c.feeds);
   for (const out of answer.outputs) {
     const expected = bare[out.name]?.data as Float32Array | undefined;
     if (!expected || expected.length !== out.data.length) throw new Error(`${c.model}: output ${out.name} has the wrong size`);
@@ -162,12 +164,13 @@ async function runCase(c: Case): Promise<CaseResult> {
   };
   const bareOnce = async (): Promise<number> => {
     const started = performance.now();
-    await session.run(c.feeds);
+    if (c.fetches) await session.run(c.feeds, c.fetches);
+    else await session.run(c.feeds);
     return performance.now() - started;
   };
   const manifest = await c.app.app.registry.resolve({ model: c.model });
   const own = await c.app.app.sessions.get(manifest);
-  const outputNames = own.outputs.map((o) => o.name);
+  const outputNames = c.fetches ?? own.outputs.map((o) => o.name);
   const ownOnce = async (): Promise<number> => {
     if (!own.retain()) throw new Error('service session released');
     try {
@@ -363,7 +366,9 @@ async function main(): Promise<void> {
     );
     const scale = scaleModel();
     const conv = convStackModel(CONV_CHANNELS, CONV_LAYERS);
+    const text = bertEncoderModel();
     await timeBudget('publish', async () => {
+      await publishModel(s3, 'text', 1, text, { label: 'stable' });
       await publishModel(s3, 'conv', 1, conv, { label: 'stable' });
       await publishModel(s3, 'tiny', 1, tiny, { label: 'stable' });
       await publishModel(s3, 'dense', 1, dense, { label: 'stable' });
@@ -441,6 +446,23 @@ async function main(): Promise<void> {
         maxSeconds: 40,
       }),
     );
+    // A text model of the same speed: 128 token ids in, the pooled 256-float embedding out.
+    const ids = Array.from({ length: 128 }, (_, i) => (i * 37) % 8000);
+    results.push(
+      await runCase({
+        key: '1b-text',
+        title: `5-20 ms, small request: bertEncoderModel() (fp32, ${mib(text.byteLength)}) input_ids[1,128] -> pooled[1,256]`,
+        app: std,
+        model: 'text',
+        bytes: text,
+        feeds: { input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, 128]) },
+        body: JSON.stringify({ inputs: [{ name: 'input_ids', shape: [1, 128], datatype: 'INT64', data: ids }], outputs: [{ name: 'pooled' }] }),
+        fetches: ['pooled'],
+        warmup: 30,
+        iterations: 600,
+        maxSeconds: 15,
+      }),
+    );
     for (const r of results) sessions.push(r.session);
     const largeResults = await (results[3] as CaseResult).session.run(largeFeeds);
     const codec = await codecCase(large, 'scale', largeBody, largeResults, 16);
@@ -479,11 +501,12 @@ async function main(): Promise<void> {
       results.map((r) => [r.key, ms(r.runInHandler.median), ms(r.handler.median - r.runInHandler.median), ms(r.serviceSession.median), ms(r.bare.median)]),
     ));
     console.log('');
-    const [a, b, bMem, c] = results as [CaseResult, CaseResult, CaseResult, CaseResult];
+    const [a, b, bMem, c, bText] = results as [CaseResult, CaseResult, CaseResult, CaseResult, CaseResult];
     const addedA = a.handler.median - a.bare.median;
     const addedB = (b.handler.median - b.bare.median) / b.bare.median;
     const addedBOwn = (b.handler.median - b.serviceSession.median) / b.serviceSession.median;
     const addedBMem = (bMem.handler.median - bMem.serviceSession.median) / bMem.serviceSession.median;
+    const addedBText = (bText.handler.median - bText.bare.median) / bText.bare.median;
     const codecRatio = codec.codec.median / codec.bare.median;
     console.log(table(
       ['target', 'measured', 'verdict (information only)'],
@@ -499,6 +522,11 @@ async function main(): Promise<void> {
           '1b-mem, diagnostic: memory-bound 160 MiB model (its weights evict the caches the handler then runs in)',
           `${pct(addedBMem)} (bare run ${ms(bMem.serviceSession.median)} ms)`,
           verdict(addedBMem <= 0.05),
+        ],
+        [
+          '1b-text, diagnostic: a 5-20 ms text encoder, 128 token ids in, 256 floats out (a 1.2 KiB request)',
+          `${pct(addedBText)} (bare run ${ms(bText.bare.median)} ms)`,
+          verdict(addedBText <= 0.05),
         ],
         ['1c large input: codec median <= 1.3x bare parse+stringify', ratio(codecRatio), verdict(codecRatio <= 1.3)],
       ],
