@@ -35,6 +35,7 @@ import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { denseStackModel, mlpModel, prng } from '../helpers/models';
 import { expectTensorClose } from '../helpers/tensors';
 import { recordReliability } from './record';
+import type { HttpResponse } from '../../lib/http/handle';
 
 const MIB = 1024 * 1024;
 /** Growth of the V8 heap over the load, after a full collection: a leak per request would pass it, a leak per session would not. */
@@ -54,11 +55,7 @@ afterAll(async () => {
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-interface Response {
-  statusCode: number;
-  headers: Record<string, string>;
-  body: string;
-}
+type Response = HttpResponse;
 
 // =============================================================================================
 // Events

@@ -15,6 +15,7 @@ import { allTypesModel, mlpModel } from '../helpers/models';
 import { checkAnswer } from './answer-checks';
 import { recordReliability } from './record';
 import { CATEGORY_NAMES, MODELS, requestCase, requestCases, type Category, type RequestCase } from './request-cases';
+import type { HttpResponse } from '../../lib/http/handle';
 
 const SEED = 0x5eed_2024;
 /**
@@ -33,11 +34,7 @@ const HEAP_GROWTH_LIMIT = 64 * MIB;
 const RSS_GROWTH_LIMIT = 768 * MIB;
 const MAX_MESSAGE_LENGTH = 1024;
 
-interface Response {
-  statusCode: number;
-  headers: Record<string, string>;
-  body: string;
-}
+type Response = HttpResponse;
 
 let s3: LocalS3;
 let t: TestApp;

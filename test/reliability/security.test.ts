@@ -29,6 +29,7 @@ import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { mlpModel } from '../helpers/models';
 import { expectTensorClose } from '../helpers/tensors';
 import { recordReliability } from './record';
+import type { HttpResponse } from '../../lib/http/handle';
 
 const ROOT = resolve(__dirname, '..', '..');
 /** A second accepted key, so every check has two digests to compare against. */
@@ -40,11 +41,7 @@ const PAYLOAD = [12345.678, -23456.789, 34567.891, -45678.912];
 const PAYLOAD_MARKERS = ['12345.67', '23456.78', '34567.89', '45678.91'];
 const BODY_ID = 'request-id-SECRET-5150';
 
-interface Response {
-  statusCode: number;
-  headers: Record<string, string>;
-  body: string;
-}
+type Response = HttpResponse;
 
 let s3: LocalS3;
 let t: TestApp;
