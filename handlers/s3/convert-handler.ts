@@ -3,22 +3,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Context, S3Event } from 'aws-lambda';
 import { runConversionJob, type ConvertDeps, type JobReport } from '../../lib/convert/job';
-import type { ObjectStore } from '../../lib/storage/object-store';
-
-/**
- * The key an S3 event names. AWS sends keys URL-encoded (spaces as '+'); the local S3
- * (serverless-s3-local) sends them raw. Take the decoded key when it exists, else the raw one.
- */
-export async function resolveEventKey(store: ObjectStore, raw: string): Promise<string> {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(raw.replace(/\+/g, ' '));
-  } catch {
-    return raw;
-  }
-  if (decoded === raw) return raw;
-  return (await store.head(decoded)) ? decoded : raw;
-}
+import { resolveEventKey } from '../../lib/convert/upload-job';
 
 /** The convert function without Lambda plumbing: every record of the batch, one after another. */
 export function convertFn(deps: ConvertDeps, logger: Logger) {

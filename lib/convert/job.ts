@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession } from 'onnxruntime-node';
 import { ServiceUnavailableError } from '../errors';
@@ -10,49 +9,15 @@ import { sha256Hex } from '../storage/hash';
 import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { parseUploadOptions } from './options';
 import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
+import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
 
-/** An upload the conversion was asked to process. */
-export interface UploadRef {
-  /** The object key as S3 holds it (already URL-decoded). */
-  key: string;
-  etag?: string;
-}
-
-/** `jobs/<model>/<job-id>.json`: what happened to one upload. */
-export interface JobReport {
-  jobId: string;
-  model: string;
-  status: 'succeeded' | 'failed';
-  /** Why a job failed, or why the published model is not the one asked for. */
-  reason?: string;
-  source: { key: string; etag?: string; bytes?: number; sha256?: string };
-  version?: number;
-  label?: string | null;
-  labelMoved?: boolean;
-  outcome?: PipelineResult['outcome'];
-  figures?: {
-    compressionPercent: number;
-    speedup: number;
-    outputs: PipelineResult['evaluation']['outputs'];
-    bytes: PipelineResult['evaluation']['bytes'];
-    latencyMs: PipelineResult['evaluation']['latencyMs'];
-    sessionCreateMs: PipelineResult['evaluation']['sessionCreateMs'];
-  };
-  gates?: PipelineResult['gates'];
-  startedAt: string;
-  finishedAt: string;
-  timingsMs: Record<string, number>;
-}
+export { jobIdFor, type JobReport, type UploadRef } from './upload-job';
 
 export interface ConvertDeps {
   store: ObjectStore;
   maxModelBytes: number;
   intraOpNumThreads: number;
 }
-
-const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.onnx$/;
-/** Where reports of uploads whose model name is not valid go: never a model's own prefix. */
-const REJECTED = '_rejected';
 
 const modelLocks = new Map<string, Promise<unknown>>();
 
@@ -136,11 +101,6 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
   });
 }
 
-/** A job id stable across deliveries of the same object: S3 delivers events at least once. */
-export function jobIdFor(upload: UploadRef): string {
-  return createHash('sha256').update(`${upload.key}\n${upload.etag ?? ''}`).digest('hex').slice(0, 24);
-}
-
 async function specsOf(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
   const session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
   try {
@@ -173,19 +133,16 @@ async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
  * delivery of the same object finds its report and does nothing.
  */
 export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Promise<JobReport | undefined> {
-  const match = UPLOAD_KEY.exec(upload.key);
-  if (!match) return undefined; // not an upload (sidecars, other files): nothing to do
-  const [, model = '', file = ''] = match;
-  const jobId = jobIdFor(upload);
-  const validModel = MODEL_NAME_PATTERN.test(model) && !model.includes('..');
-  const reportKey = keys.job(validModel ? model : REJECTED, jobId);
+  const job = describeUpload(upload);
+  if (!job) return undefined; // not an upload (sidecars, other files): nothing to do
+  const { model, file, jobId, validModel, reportKey } = job;
 
   const existing = await deps.store.getJson(reportKey);
   if (existing !== undefined) return existing as JobReport;
 
   const startedAt = new Date().toISOString();
   const timingsMs: Record<string, number> = {};
-  const report: JobReport = { jobId, model, status: 'failed', source: { key: upload.key, etag: upload.etag }, startedAt, finishedAt: startedAt, timingsMs };
+  const report = failedReport(job, upload, 'conversion did not finish', startedAt, timingsMs);
   const finish = async (): Promise<JobReport> => {
     report.finishedAt = new Date().toISOString();
     await deps.store.put(reportKey, JSON.stringify(report, null, 2), 'application/json');

@@ -12,7 +12,7 @@ import { keys, versionOfManifestKey } from '../../lib/registry/keys';
 import { checkLabel, checkModelName, parseAlias, parseManifest, parseVersion, type Alias, type Manifest } from '../../lib/registry/manifest';
 import { DEFAULT_LABEL, setAlias } from '../../lib/registry/registry';
 import type { ObjectStore } from '../../lib/storage/object-store';
-import { localSettings, openBucket, processAlive, readLocalApiKey, readStackState } from '../stack/local';
+import { localSettings, openBucket, processAlive, queuedJobState, readLocalApiKey, readStackState, type LocalSettings } from '../stack/local';
 import { summarizeReport, uploadModel, waitForReport } from '../stack/uploads';
 
 const USAGE = `usage: npm run model -- <command> [options]
@@ -39,6 +39,8 @@ interface Target {
   s3Endpoint?: string;
   apiKey?: string;
   local: boolean;
+  /** The local stack's settings, when the target is the local stack. */
+  settings?: LocalSettings;
   store: ObjectStore;
   client: ReturnType<typeof openBucket>['client'];
 }
@@ -58,7 +60,7 @@ function resolveTarget(values: { api?: string; bucket?: string; 'api-key'?: stri
   const apiUrl = running?.apiUrl ?? s.apiUrl;
   const s3Endpoint = running?.s3Endpoint ?? s.s3Endpoint;
   const bucket = values.bucket ?? running?.bucket ?? s.bucket;
-  return { apiUrl, bucket, s3Endpoint, apiKey: values['api-key'] ?? readLocalApiKey(s, env), local: true, ...openBucket(bucket, s3Endpoint) };
+  return { apiUrl, bucket, s3Endpoint, apiKey: values['api-key'] ?? readLocalApiKey(s, env), local: true, settings: s, ...openBucket(bucket, s3Endpoint) };
 }
 
 /** Turns "nothing listens there" into advice; other errors pass through. */
@@ -187,11 +189,17 @@ async function upload(t: Target, file: string, name: string | undefined, options
   const uploaded = await uploadModel(t.client, t.store, { model, name: fileName, bytes, options, onProgress: bar });
   if (tty) process.stderr.write('\n');
   console.log(`uploaded s3://${t.bucket}/${uploaded.key} (${(bytes.byteLength / 1e6).toFixed(2)} MB); conversion job ${uploaded.jobId}`);
+  let shownState = '';
   const report = await waitForReport(t.store, uploaded.reportKey, {
     timeoutMs: 20 * 60_000,
     intervalMs: 500,
     onTick: (ms) => {
-      if (tty) process.stderr.write(`\rconverting: waiting for the job report (${Math.round(ms / 1000)} s)`);
+      // A local stack says where the job is in its queue; a deployed one only that it is not done.
+      const queued = t.settings ? queuedJobState(t.settings, uploaded.jobId) : undefined;
+      const state = queued?.state === 'queued' ? `queued (${queued.ahead} ahead)` : queued?.state === 'converting' ? 'converting' : 'waiting for the job report';
+      if (tty) process.stderr.write(`\r\x1b[K${state} (${Math.round(ms / 1000)} s)`);
+      else if (state !== shownState) process.stderr.write(`${state}\n`);
+      shownState = state;
     },
   });
   if (tty) process.stderr.write('\r\x1b[K');

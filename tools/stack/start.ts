@@ -12,7 +12,7 @@ import { join, relative } from 'node:path';
 import { hashApiKey } from '../../lib/auth/api-key';
 import { keys } from '../../lib/registry/keys';
 import type { ObjectStore } from '../../lib/storage/object-store';
-import { keyFile, localApiKey, localSettings, openBucket, processAlive, readStackState, ROOT, stateFile, type LocalSettings, type StackState } from './local';
+import { keyFile, localApiKey, localSettings, openBucket, processAlive, queueFile, readStackState, ROOT, stateFile, type LocalSettings, type StackState } from './local';
 import { DEFAULT_MODEL, sileroFile, sileroOptions, speechRequest } from './default-model';
 import { summarizeReport, uploadModel, waitForReport } from './uploads';
 
@@ -128,6 +128,8 @@ async function main(): Promise<void> {
     API_KEY_HASHES: hashApiKey(apiKey),
     // Models are cached under DATA_DIR, and a moved label is seen within a second.
     MODEL_CACHE_DIR: join(s.dataDir, 'model-cache'),
+    // The conversion pool's queue, for the CLI's "queued" / "converting".
+    CONVERT_STATUS_FILE: queueFile(s),
     MANIFEST_TTL_MS: process.env.MANIFEST_TTL_MS ?? '1000',
     AWS_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'S3RVER',
