@@ -245,7 +245,7 @@ async function codecCase(t: BenchApp, model: string, body: string, results: Reco
     const t1 = performance.now();
     const decoded = decodeOipRequest(parsed, modelSession.inputs, modelSession.outputs);
     const t2 = performance.now();
-    const encoded = encodeOipResponse(manifest.model, manifest.version, decoded.id, decoded.outputs, results);
+    const encoded = encodeOipResponse(manifest.model, manifest.version, decoded, results).json;
     const t3 = performance.now();
     encodedBytes = encoded.length;
     codec.total.push(t3 - t0);

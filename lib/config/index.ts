@@ -36,6 +36,12 @@ export interface Config extends StorageConfig {
   apiKeyHashes: Buffer[];
   authDisabled: boolean;
   maxBodyBytes: number;
+  /** Largest response the transport carries (Lambda: 6 MB); larger OIP outputs are staged. */
+  maxResponseBytes: number;
+  /** How long a presigned staging URL works. */
+  stagedUrlTtlSeconds: number;
+  /** Largest staged input a request may name. */
+  maxStagedBytes: number;
   serviceName: string;
   serverVersion: string;
 }
@@ -179,6 +185,9 @@ export function loadConfig(env: Env = process.env): Config {
     apiKeyHashes,
     authDisabled,
     maxBodyBytes: readInt(env, 'MAX_BODY_BYTES', 6 * MIB, 1),
+    maxResponseBytes: readInt(env, 'MAX_RESPONSE_BYTES', 6 * MIB, 1024),
+    stagedUrlTtlSeconds: readInt(env, 'STAGED_URL_TTL_S', 900, 1),
+    maxStagedBytes: readInt(env, 'MAX_STAGED_MB', 256, 1) * MIB,
     serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'onnx-lambda',
     serverVersion: env.SERVER_VERSION ?? '0.1.0',
   };

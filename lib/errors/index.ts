@@ -26,6 +26,12 @@ export class InvalidRequestError extends AppError {
   readonly code = 'invalid_request';
 }
 
+/** 400: the answer to a valid request is larger than the transport carries; the message says what to ask for instead. */
+export class ResponseTooLargeError extends AppError {
+  readonly statusCode = 400;
+  readonly code = 'response_too_large';
+}
+
 /** 401: no credentials were presented. */
 export class UnauthorizedError extends AppError {
   readonly statusCode = 401;
@@ -57,7 +63,7 @@ export class PayloadTooLargeError extends AppError {
   readonly code = 'payload_too_large';
 }
 
-/** 415: the request body is not JSON. */
+/** 415: a content type or content encoding the route does not speak. */
 export class UnsupportedMediaTypeError extends AppError {
   readonly statusCode = 415;
   readonly code = 'unsupported_media_type';

@@ -1,6 +1,7 @@
 import { checkApiKey } from '../auth/api-key';
-import { InvalidRequestError, PayloadTooLargeError, toErrorBody, UnsupportedMediaTypeError } from '../errors';
-import type { InferenceService, ServiceAnswer } from '../service/inference-service';
+import { InvalidRequestError, toErrorBody, UnsupportedMediaTypeError } from '../errors';
+import type { InferBody, InferenceService, ServiceAnswer } from '../service/inference-service';
+import { chooseResponseEncoding, compressBody, readBody } from './body';
 import { isPublic, matchRoute, type Route } from './routes';
 
 /** An HTTP request, whatever carried it (API Gateway v2, a test). Header names are lower-case. */
@@ -16,6 +17,8 @@ export interface HttpResponse {
   statusCode: number;
   headers: Record<string, string>;
   body: string;
+  /** The body is base64 of binary content (API Gateway decodes it before the client sees it). */
+  isBase64Encoded?: boolean;
 }
 
 /** What the handler logs and counts about one request. */
@@ -38,33 +41,27 @@ export interface HttpSettings {
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const BINARY_TYPE = /^application\/octet-stream\s*(?:;|$)/i;
+const HEADER_LENGTH = 'inference-header-content-length';
+// A byte-order mark is kept, so it makes the JSON invalid rather than vanishing.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/**
- * The request body as parsed JSON: within the size limit (413), declared as JSON if declared
- * at all (415), valid UTF-8 and valid JSON (400).
- */
-export function parseJsonBody(req: HttpRequest, maxBytes: number): unknown {
-  const type = req.headers['content-type'];
-  if (type !== undefined && type.trim() !== '' && !JSON_TYPE.test(type.trim())) {
-    throw new UnsupportedMediaTypeError(`content-type "${type.slice(0, 100)}" is not supported; send application/json`);
-  }
-  const raw = req.body ?? '';
+/** How a request declared its body: JSON, binary (octet-stream), nothing, or something else (415). */
+function bodyKind(req: HttpRequest, binaryAllowed: boolean): 'json' | 'binary' | 'none' {
+  const type = req.headers['content-type']?.trim();
+  if (type === undefined || type === '') return 'none';
+  if (JSON_TYPE.test(type)) return 'json';
+  if (binaryAllowed && BINARY_TYPE.test(type)) return 'binary';
+  const offer = binaryAllowed ? 'application/json, or application/octet-stream with Inference-Header-Content-Length (binary tensors)' : 'application/json';
+  throw new UnsupportedMediaTypeError(`content-type "${type.slice(0, 100)}" is not supported; send ${offer}`);
+}
+
+function parseJsonBytes(bytes: Uint8Array): unknown {
   let text: string;
-  if (req.isBase64Encoded) {
-    if (raw.length > Math.ceil((maxBytes * 4) / 3) + 4) throw tooLarge(maxBytes);
-    const bytes = Buffer.from(raw, 'base64');
-    if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes);
-    try {
-      text = utf8.decode(bytes);
-    } catch {
-      throw new InvalidRequestError('request body is not valid UTF-8');
-    }
-  } else {
-    if (raw.length > maxBytes || (raw.length * 3 > maxBytes && Buffer.byteLength(raw, 'utf8') > maxBytes)) {
-      throw tooLarge(maxBytes);
-    }
-    text = raw;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new InvalidRequestError('request body is not valid UTF-8');
   }
   if (text.trim() === '') throw new InvalidRequestError('request body is empty; send a JSON object');
   try {
@@ -74,8 +71,47 @@ export function parseJsonBody(req: HttpRequest, maxBytes: number): unknown {
   }
 }
 
-function tooLarge(maxBytes: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than the ${maxBytes}-byte limit`);
+/**
+ * The request body as parsed JSON: decompressed and within the size limit (413), declared as
+ * JSON if declared at all (415), valid UTF-8 and valid JSON (400).
+ */
+export function parseJsonBody(req: HttpRequest, maxBytes: number): unknown {
+  bodyKind(req, false);
+  return parseJsonBytes(readBody(req, maxBytes));
+}
+
+/**
+ * An inference body: JSON, or Triton's binary tensor data extension (a JSON header of
+ * `Inference-Header-Content-Length` bytes, then the tensors; 0 means the whole body is the only
+ * input's data). Binary data needs a binary (or no) content type, and an uncompressed
+ * octet-stream body needs the header: each mismatch is a 400 that says so.
+ */
+export function parseInferBody(req: HttpRequest, maxBytes: number): InferBody {
+  const kind = bodyKind(req, true);
+  const bytes = readBody(req, maxBytes);
+  const declared = req.headers[HEADER_LENGTH];
+  if (declared === undefined) {
+    // A compressed JSON body may be declared binary: API Gateway passes JSON-typed bodies as
+    // text, so compressed ones can only travel as binary.
+    if (kind === 'binary' && req.headers['content-encoding'] === undefined) {
+      throw new InvalidRequestError('a binary body (content-type application/octet-stream) needs an Inference-Header-Content-Length header: the length of its JSON part (0 for a raw tensor)');
+    }
+    return { json: parseJsonBytes(bytes) };
+  }
+  const length = /^\s*\d{1,15}\s*$/.test(declared) ? Number(declared) : NaN;
+  if (!Number.isSafeInteger(length)) {
+    throw new InvalidRequestError(`Inference-Header-Content-Length "${declared.slice(0, 40)}" is not a byte count`);
+  }
+  if (length > bytes.byteLength) {
+    throw new InvalidRequestError(`Inference-Header-Content-Length ${length} is past the end of the ${bytes.byteLength}-byte body`);
+  }
+  if (length === 0) return { raw: true, binary: bytes };
+  if (kind === 'json' && length < bytes.byteLength) {
+    throw new InvalidRequestError(
+      `the body carries ${bytes.byteLength - length} bytes of binary tensor data after its JSON header, but its content-type is JSON; send application/octet-stream (or no content-type)`,
+    );
+  }
+  return { json: parseJsonBytes(bytes.subarray(0, length)), binary: bytes.subarray(length) };
 }
 
 async function dispatch(route: Route, req: HttpRequest, service: InferenceService, settings: HttpSettings): Promise<ServiceAnswer> {
@@ -93,10 +129,33 @@ async function dispatch(route: Route, req: HttpRequest, service: InferenceServic
     case 'tfStatus':
       return service.tfStatus(route.selector);
     case 'infer':
-      return service.infer(route.selector, parseJsonBody(req, settings.maxBodyBytes));
+      return service.infer(route.selector, parseInferBody(req, settings.maxBodyBytes));
+    case 'staging':
+      return service.stagingTicket();
     case 'tfPredict':
       return service.predict(route.selector, parseJsonBody(req, settings.maxBodyBytes));
   }
+}
+
+/**
+ * A 200 answer: JSON, or the JSON header and binary tensors as one base64 body; compressed
+ * when the client accepts gzip or deflate and the body gains from it.
+ */
+function toResponse(answer: ServiceAnswer, req: HttpRequest): HttpResponse {
+  let headers: Record<string, string> = JSON_HEADERS;
+  let bytes: Buffer | undefined;
+  if (answer.binary && answer.binary.length > 0) {
+    const head = Buffer.from(answer.body, 'utf8');
+    bytes = Buffer.concat([head, ...answer.binary]);
+    headers = { 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(head.byteLength) };
+  }
+  const encoding = chooseResponseEncoding(req.headers['accept-encoding']);
+  const compressed = encoding && compressBody(bytes ?? Buffer.from(answer.body, 'utf8'), encoding);
+  if (encoding && compressed) {
+    return { statusCode: 200, headers: { ...headers, 'content-encoding': encoding, vary: 'accept-encoding' }, body: compressed.toString('base64'), isBase64Encoded: true };
+  }
+  if (bytes) return { statusCode: 200, headers, body: bytes.toString('base64'), isBase64Encoded: true };
+  return { statusCode: 200, headers, body: answer.body };
 }
 
 /**
@@ -110,7 +169,7 @@ export async function handleHttp(req: HttpRequest, service: InferenceService, se
     if (!isPublic(route) && !settings.authDisabled) checkApiKey(req.headers, settings.apiKeyHashes);
     const answer = await dispatch(route, req, service, settings);
     return {
-      response: { statusCode: 200, headers: JSON_HEADERS, body: answer.body },
+      response: toResponse(answer, req),
       route: route.kind,
       model: answer.model,
       version: answer.version,

@@ -7,6 +7,7 @@ export type Route =
   | { kind: 'live' }
   | { kind: 'ready' }
   | { kind: 'serverMetadata' }
+  | { kind: 'staging' }
   | { kind: 'modelMetadata'; selector: ModelSelector }
   | { kind: 'modelReady'; selector: ModelSelector }
   | { kind: 'infer'; selector: ModelSelector }
@@ -48,6 +49,7 @@ export function matchRoute(httpMethod: string, path: string): Route {
 
   if (s[0] === 'v2') {
     if (s.length === 1) return method(m, 'GET', path), { kind: 'serverMetadata' };
+    if (s[1] === 'staging' && s.length === 2) return method(m, 'POST', path), { kind: 'staging' };
     // Name first: a health check that does not exist is a 404 whatever the method.
     if (s[1] === 'health' && s.length === 3 && (s[2] === 'live' || s[2] === 'ready')) {
       method(m, 'GET', path);

@@ -14,6 +14,8 @@ export interface DatatypeInfo {
   /** TensorFlow Serving's dtype name, for its error messages and metadata. */
   tf: string;
   json: JsonKind;
+  /** Bytes per element in the binary tensor format; BYTES elements carry their own length. */
+  size?: number;
   /** Inclusive bounds for integer kinds. */
   min?: number | bigint;
   max?: number | bigint;
@@ -24,21 +26,21 @@ export interface DatatypeInfo {
  * in each protocol. Codecs and model checks read it; nothing else re-derives these facts.
  */
 export const DATATYPES: readonly DatatypeInfo[] = [
-  { oip: 'BOOL', ort: 'bool', onnx: 9, tf: 'DT_BOOL', json: 'bool' },
-  { oip: 'UINT8', ort: 'uint8', onnx: 2, tf: 'DT_UINT8', json: 'int', min: 0, max: 255 },
-  { oip: 'UINT16', ort: 'uint16', onnx: 4, tf: 'DT_UINT16', json: 'int', min: 0, max: 65535 },
-  { oip: 'UINT32', ort: 'uint32', onnx: 12, tf: 'DT_UINT32', json: 'int', min: 0, max: 4294967295 },
-  { oip: 'UINT64', ort: 'uint64', onnx: 13, tf: 'DT_UINT64', json: 'bigint', min: 0n, max: 18446744073709551615n },
-  { oip: 'INT8', ort: 'int8', onnx: 3, tf: 'DT_INT8', json: 'int', min: -128, max: 127 },
-  { oip: 'INT16', ort: 'int16', onnx: 5, tf: 'DT_INT16', json: 'int', min: -32768, max: 32767 },
-  { oip: 'INT32', ort: 'int32', onnx: 6, tf: 'DT_INT32', json: 'int', min: -2147483648, max: 2147483647 },
+  { oip: 'BOOL', ort: 'bool', onnx: 9, tf: 'DT_BOOL', json: 'bool', size: 1 },
+  { oip: 'UINT8', ort: 'uint8', onnx: 2, tf: 'DT_UINT8', json: 'int', size: 1, min: 0, max: 255 },
+  { oip: 'UINT16', ort: 'uint16', onnx: 4, tf: 'DT_UINT16', json: 'int', size: 2, min: 0, max: 65535 },
+  { oip: 'UINT32', ort: 'uint32', onnx: 12, tf: 'DT_UINT32', json: 'int', size: 4, min: 0, max: 4294967295 },
+  { oip: 'UINT64', ort: 'uint64', onnx: 13, tf: 'DT_UINT64', json: 'bigint', size: 8, min: 0n, max: 18446744073709551615n },
+  { oip: 'INT8', ort: 'int8', onnx: 3, tf: 'DT_INT8', json: 'int', size: 1, min: -128, max: 127 },
+  { oip: 'INT16', ort: 'int16', onnx: 5, tf: 'DT_INT16', json: 'int', size: 2, min: -32768, max: 32767 },
+  { oip: 'INT32', ort: 'int32', onnx: 6, tf: 'DT_INT32', json: 'int', size: 4, min: -2147483648, max: 2147483647 },
   {
-    oip: 'INT64', ort: 'int64', onnx: 7, tf: 'DT_INT64', json: 'bigint',
+    oip: 'INT64', ort: 'int64', onnx: 7, tf: 'DT_INT64', json: 'bigint', size: 8,
     min: -9223372036854775808n, max: 9223372036854775807n,
   },
-  { oip: 'FP16', ort: 'float16', onnx: 10, tf: 'DT_HALF', json: 'half' },
-  { oip: 'FP32', ort: 'float32', onnx: 1, tf: 'DT_FLOAT', json: 'float' },
-  { oip: 'FP64', ort: 'float64', onnx: 11, tf: 'DT_DOUBLE', json: 'float' },
+  { oip: 'FP16', ort: 'float16', onnx: 10, tf: 'DT_HALF', json: 'half', size: 2 },
+  { oip: 'FP32', ort: 'float32', onnx: 1, tf: 'DT_FLOAT', json: 'float', size: 4 },
+  { oip: 'FP64', ort: 'float64', onnx: 11, tf: 'DT_DOUBLE', json: 'float', size: 8 },
   { oip: 'BYTES', ort: 'string', onnx: 8, tf: 'DT_STRING', json: 'string' },
 ];
 

@@ -189,18 +189,24 @@ export function toOrtTensor(input: string, info: DatatypeInfo, shape: readonly n
       for (let i = 0; i < n; i++) {
         const v = flat[i];
         if (typeof v !== 'string') badElement(input, i, v, info);
-        // onnxruntime-node hands strings to ORT as NUL-terminated UTF-8: it cuts them at a NUL
-        // and turns lone surrogates into U+FFFD. Refuse both rather than change the data.
-        if (v.includes('\0')) {
-          throw new InvalidRequestError(`input "${input}": element ${i} contains a NUL character, which onnxruntime-node cannot carry in a BYTES tensor`);
-        }
-        if (LONE_SURROGATE.test(v)) {
-          throw new InvalidRequestError(`input "${input}": element ${i} is not valid Unicode (a lone surrogate); BYTES travel as UTF-8`);
-        }
+        checkBytesElement(input, i, v);
         out[i] = v;
       }
       return new Tensor('string', out, dims);
     }
+  }
+}
+
+/**
+ * onnxruntime-node hands strings to ORT as NUL-terminated UTF-8: it cuts them at a NUL and turns
+ * lone surrogates into U+FFFD. Both are refused rather than the data changed.
+ */
+export function checkBytesElement(input: string, index: number, value: string): void {
+  if (value.includes('\0')) {
+    throw new InvalidRequestError(`input "${input}": element ${index} contains a NUL character, which onnxruntime-node cannot carry in a BYTES tensor`);
+  }
+  if (LONE_SURROGATE.test(value)) {
+    throw new InvalidRequestError(`input "${input}": element ${index} is not valid Unicode (a lone surrogate); BYTES travel as UTF-8`);
   }
 }
 

@@ -5,7 +5,12 @@ export const keys = {
   manifest: (model: string, version: number): string => `models/${model}/${version}/manifest.json`,
   alias: (model: string, label: string): string => `models/${model}/aliases/${label}.json`,
   job: (model: string, jobId: string): string => `jobs/${model}/${jobId}.json`,
+  /** A staged tensor (lib/storage/staging.ts): the only prefix a request can name, and it expires. */
+  staged: (id: string): string => `${STAGING_PREFIX}${id}`,
 };
+
+/** Where staged tensors live; a lifecycle rule deletes them (serverless.yml). */
+export const STAGING_PREFIX = 'staging/';
 
 /** The version whose manifest `key` is (`models/<model>/<version>/manifest.json`), else undefined. */
 export function versionOfManifestKey(model: string, key: string): number | undefined {

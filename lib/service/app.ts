@@ -8,6 +8,7 @@ import { SessionCache, sessionKey } from '../runtime/session-cache';
 import { ArtifactFetcher } from '../storage/artifact-fetcher';
 import { DiskCache } from '../storage/disk-cache';
 import { ObjectStore } from '../storage/object-store';
+import { TensorStaging } from '../storage/staging';
 import { InferenceService, type Telemetry } from './inference-service';
 
 /** Everything one container serves with, built once. */
@@ -65,8 +66,10 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
     registry,
     sessions,
     telemetry,
+    staging: new TensorStaging(store, { urlTtlSeconds: config.stagedUrlTtlSeconds, maxBytes: config.maxStagedBytes }),
     serverName: config.serviceName,
     serverVersion: config.serverVersion,
+    maxResponseBytes: config.maxResponseBytes,
   });
   return { config, store, registry, disk, sessions, service };
 }

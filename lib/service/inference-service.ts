@@ -1,12 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import type { WarmModel } from '../config';
-import { AppError, InvalidRequestError } from '../errors';
-import { decodeOipRequest, encodeOipResponse } from '../protocol/oip';
+import { AppError, InvalidRequestError, ResponseTooLargeError } from '../errors';
+import { binarySize, chunksSize, decodeBinaryTensor, encodeBinaryTensor } from '../protocol/binary-tensor';
+import { infoOf } from '../protocol/feeds';
+import { decodeOipRequest, decodeRawBinaryRequest, encodeOipResponse, type OipAnswer, type OipRequest, type StagedOutput } from '../protocol/oip';
 import { decodePredictRequest, encodePredictResponse } from '../protocol/tfserving';
 import type { Manifest, TensorSpec } from '../registry/manifest';
 import type { ModelSelector, Registry } from '../registry/registry';
 import type { ModelSession } from '../runtime/model-session';
 import type { SessionCache } from '../runtime/session-cache';
+import type { TensorStaging } from '../storage/staging';
 
 /** Where the service reports what it measured; the handler maps these to metrics. */
 export interface Telemetry {
@@ -14,9 +17,12 @@ export interface Telemetry {
   inferred(event: { model: string; version: number; inferenceMs: number }): void;
 }
 
-/** A JSON answer with the model it concerned (for logs and metrics). */
+/** An answer with the model it concerned (for logs and metrics). */
 export interface ServiceAnswer {
+  /** JSON text. */
   body: string;
+  /** Binary tensors that follow the JSON (Triton's binary tensor data extension). */
+  binary?: Uint8Array[];
   model?: string;
   version?: number;
 }
@@ -25,12 +31,44 @@ export interface InferenceServiceDeps {
   registry: Registry;
   sessions: SessionCache;
   telemetry: Telemetry;
+  staging: TensorStaging;
   serverName: string;
   serverVersion: string;
+  /** Largest response the transport carries; larger OIP outputs are staged. */
+  maxResponseBytes: number;
+}
+
+/** An inference request body as the HTTP layer read it. */
+export interface InferBody {
+  /** The JSON part (absent in a raw binary request). */
+  json?: unknown;
+  /** The binary tensor data after the JSON part, or the whole body of a raw binary request. */
+  binary?: Uint8Array;
+  /** Inference-Header-Content-Length: 0: the body is the only input's data. */
+  raw?: boolean;
+}
+
+/** The extensions of the Open Inference Protocol this server implements, for server metadata. */
+export const EXTENSIONS = ['binary_tensor_data', 'staged_tensors'];
+
+/** Room left in a response for its headers and the Lambda envelope. */
+const ENVELOPE_BYTES = 2048;
+
+/** Bytes an answer occupies in the response: binary bodies travel base64-encoded. */
+function answerBytes(answer: OipAnswer): number {
+  const json = Buffer.byteLength(answer.json, 'utf8');
+  return answer.binary.length === 0 ? json : Math.ceil((json + chunksSize(answer.binary)) / 3) * 4;
 }
 
 function specsJson(specs: readonly TensorSpec[]): { name: string; datatype: string; shape: number[] }[] {
   return specs.map(({ name, datatype, shape }) => ({ name, datatype, shape }));
+}
+
+/** Bytes of a tensor's data (strings counted as UTF-8 plus their length prefixes). */
+function tensorBytes(tensor: { data: unknown } | undefined): number {
+  const data = tensor?.data;
+  if (Array.isArray(data)) return (data as string[]).reduce((n, s) => n + 4 + Buffer.byteLength(s, 'utf8'), 0);
+  return (data as ArrayBufferView | undefined)?.byteLength ?? 0;
 }
 
 /** A model run failing on input that passed every declared check is still the input's fault. */
@@ -52,7 +90,7 @@ export class InferenceService {
   constructor(private readonly deps: InferenceServiceDeps) {}
 
   serverMetadata(): ServiceAnswer {
-    return { body: JSON.stringify({ name: this.deps.serverName, version: this.deps.serverVersion, extensions: [] }) };
+    return { body: JSON.stringify({ name: this.deps.serverName, version: this.deps.serverVersion, extensions: EXTENSIONS }) };
   }
 
   /** Model metadata from the manifest alone: no model is loaded to answer it. */
@@ -76,14 +114,52 @@ export class InferenceService {
     return { body: JSON.stringify({ name: manifest.model, ready: true }), model: manifest.model, version: manifest.version };
   }
 
-  async infer(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
+  async infer(selector: ModelSelector, request: InferBody): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
-    const body = await this.deps.sessions.use(manifest, async (session) => {
-      const decoded = decodeOipRequest(request, session.inputs, session.outputs);
+    const answer = await this.deps.sessions.use(manifest, async (session) => {
+      const decoded = request.raw
+        ? decodeRawBinaryRequest(request.binary ?? new Uint8Array(0), session.inputs, session.outputs)
+        : decodeOipRequest(request.json, session.inputs, session.outputs, request.binary);
+      for (const s of decoded.staged) {
+        const info = infoOf(s.spec);
+        const bytes = await this.deps.staging.read(s.spec.name, s.id, binarySize(info, s.shape));
+        decoded.feeds[s.spec.name] = decodeBinaryTensor(s.spec.name, info, s.shape, bytes);
+      }
       const results = await this.run(session, manifest, decoded.feeds, decoded.outputs);
-      return encodeOipResponse(manifest.model, manifest.version, decoded.id, decoded.outputs, results);
+      return this.encodeFitting(manifest, decoded, results);
     });
-    return { body, model: manifest.model, version: manifest.version };
+    return { body: answer.json, binary: answer.binary, model: manifest.model, version: manifest.version };
+  }
+
+  /** A presigned upload URL for a staged input (the staged_tensors extension). */
+  async stagingTicket(): Promise<ServiceAnswer> {
+    const t = await this.deps.staging.ticket();
+    return { body: JSON.stringify({ id: t.id, upload_url: t.uploadUrl, method: 'PUT', expires_in: t.expiresIn, max_bytes: t.maxBytes }) };
+  }
+
+  /**
+   * Encodes the answer, staging the outputs the request asked to stage, then, while the answer
+   * is larger than the transport carries, the largest output still in it.
+   */
+  private async encodeFitting(manifest: Manifest, request: OipRequest, results: Awaited<ReturnType<InferenceService['run']>>): Promise<OipAnswer> {
+    const staged = new Map<string, StagedOutput>();
+    const stage = async (name: string): Promise<void> => {
+      const tensor = results[name];
+      if (tensor) staged.set(name, await this.deps.staging.write(encodeBinaryTensor(tensor)));
+    };
+    for (const [i, spec] of request.outputs.entries()) if (request.delivery[i] === 'staged') await stage(spec.name);
+    let answer = encodeOipResponse(manifest.model, manifest.version, request, results, staged);
+    const limit = this.deps.maxResponseBytes - ENVELOPE_BYTES;
+    if (answerBytes(answer) <= limit) return answer;
+    const bySize = request.outputs
+      .filter((o) => !staged.has(o.name) && results[o.name])
+      .sort((a, b) => tensorBytes(results[b.name]) - tensorBytes(results[a.name]));
+    for (const spec of bySize) {
+      await stage(spec.name);
+      answer = encodeOipResponse(manifest.model, manifest.version, request, results, staged);
+      if (answerBytes(answer) <= limit) return answer;
+    }
+    throw new ResponseTooLargeError(`the answer is ${answerBytes(answer)} bytes even with every output staged, over the ${limit}-byte limit of a response`);
   }
 
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
@@ -91,7 +167,14 @@ export class InferenceService {
     const body = await this.deps.sessions.use(manifest, async (session) => {
       const decoded = decodePredictRequest(request, session.inputs, session.outputs);
       const results = await this.run(session, manifest, decoded.feeds, decoded.outputs);
-      return encodePredictResponse(decoded, results);
+      const text = encodePredictResponse(decoded, results);
+      const bytes = Buffer.byteLength(text, 'utf8');
+      if (bytes > this.deps.maxResponseBytes - ENVELOPE_BYTES) {
+        throw new ResponseTooLargeError(
+          `the answer is ${bytes} bytes, over the ${this.deps.maxResponseBytes - ENVELOPE_BYTES} bytes a response can carry: ask for fewer outputs ("output_filter") or a smaller batch, or use the Open Inference Protocol route (POST /v2/models/${manifest.model}/infer), which returns large outputs as binary or stages them in S3`,
+        );
+      }
+      return text;
     });
     return { body, model: manifest.model, version: manifest.version };
   }

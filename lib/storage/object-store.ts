@@ -5,6 +5,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ServiceUnavailableError } from '../errors';
@@ -223,7 +224,16 @@ export class ObjectStore {
   }
 
   /**
-   * Writes an object. Used by publishing; the inference path never writes. With `ifAbsent`
+   * A presigned URL for one GET or PUT of `key`, valid for `expiresInSeconds` (and no longer
+   * than the credentials that signed it).
+   */
+  async presignedUrl(method: 'GET' | 'PUT', key: string, expiresInSeconds: number): Promise<string> {
+    const command = method === 'GET' ? new GetObjectCommand({ Bucket: this.bucket, Key: key }) : new PutObjectCommand({ Bucket: this.bucket, Key: key });
+    return getSignedUrl(this.s3, command, { expiresIn: expiresInSeconds });
+  }
+
+  /**
+   * Writes an object. Used by publishing, and by the inference path for staged tensors only. With `ifAbsent`
    * the write is conditional (S3's If-None-Match: *) and resolves `false` when the key exists.
    */
   async put(key: string, body: Uint8Array | string, contentType: string, options: { ifAbsent?: boolean } = {}): Promise<boolean> {

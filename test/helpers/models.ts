@@ -131,14 +131,47 @@ export function denseStackModel(width: number, layers: number, seed = 3): Uint8A
   });
 }
 
-/** An elementwise model for big tensors: y = x * 2 over x[n]. */
-export function scaleModel(): Uint8Array {
+/** An elementwise model for big tensors: y = x * 2 over x of `shape` (default [n]). */
+export function scaleModel(shape: (number | string)[] = ['n']): Uint8Array {
   return model({
     name: 'scale',
-    inputs: [{ name: 'x', elemType: ONNX.FLOAT, shape: ['n'] }],
-    outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: ['n'] }],
+    inputs: [{ name: 'x', elemType: ONNX.FLOAT, shape }],
+    outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape }],
     initializers: [floatTensor('two', [], [2])],
     nodes: [{ opType: 'Mul', inputs: ['x', 'two'], outputs: ['y'] }],
+  });
+}
+
+/** A model with no inputs: it answers a constant, y = [1, 2, 3]. */
+export function constantModel(): Uint8Array {
+  const raw = new Uint8Array(Float32Array.from([1, 2, 3]).buffer);
+  return model({
+    name: 'constant',
+    inputs: [],
+    outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [3] }],
+    nodes: [{ opType: 'Constant', inputs: [], outputs: ['y'], attributes: [{ name: 'value', t: { name: 'c', dataType: ONNX.FLOAT, dims: [3], raw } }] }],
+  });
+}
+
+/**
+ * The binary data extension's own example: input0 UINT32 [2, 2] and input1 BOOL [3] in;
+ * output0 = input0 as FP32, output1 = not input1.
+ */
+export function binaryExampleModel(): Uint8Array {
+  return model({
+    name: 'binary_example',
+    inputs: [
+      { name: 'input0', elemType: ONNX.UINT32, shape: [2, 2] },
+      { name: 'input1', elemType: ONNX.BOOL, shape: [3] },
+    ],
+    outputs: [
+      { name: 'output0', elemType: ONNX.FLOAT, shape: [2, 2] },
+      { name: 'output1', elemType: ONNX.BOOL, shape: [3] },
+    ],
+    nodes: [
+      { opType: 'Cast', inputs: ['input0'], outputs: ['output0'], attributes: [{ name: 'to', i: ONNX.FLOAT }] },
+      { opType: 'Not', inputs: ['input1'], outputs: ['output1'] },
+    ],
   });
 }
 

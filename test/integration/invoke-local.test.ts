@@ -97,7 +97,8 @@ function invokeLocal(eventPath: string, fn: 'infer' | 'convert' = 'infer'): Prom
             raw: result,
             statusCode: result.statusCode as number,
             headers: (result.headers ?? {}) as Record<string, string>,
-            json: (typeof body === 'string' ? JSON.parse(body) : body ?? {}) as Record<string, unknown>,
+            // A binary answer (base64) is read by its own check from `raw`.
+            json: (result.isBase64Encoded ? {} : typeof body === 'string' ? JSON.parse(body) : body ?? {}) as Record<string, unknown>,
           });
         } catch (e) {
           fail(new Error(`unexpected sls invoke local output (${(e as Error).message})\n--- stdout\n${stdout}\n--- stderr\n${stderr}`));
@@ -165,6 +166,18 @@ describe('sls invoke local with the events in events/', () => {
           expect(res.json.platform).toBe('onnx');
         },
         'model-ready': (res) => expect(res.statusCode).toBe(200),
+        'infer-v2-binary': (res) => {
+          // The binary tensor extension both ways: the answer is base64 of the JSON header and
+          // the outputs' bytes; the first output is the speech probability.
+          const raw = res.raw as unknown as { statusCode: number; headers: Record<string, string>; body: string; isBase64Encoded: boolean };
+          expect(raw.statusCode).toBe(200);
+          expect(raw.isBase64Encoded).toBe(true);
+          const body = Buffer.from(raw.body, 'base64');
+          const headerLength = Number(raw.headers['inference-header-content-length']);
+          const header = JSON.parse(body.subarray(0, headerLength).toString('utf8')) as { outputs: { name: string; parameters: { binary_data_size: number } }[] };
+          expect(header.outputs[0]).toMatchObject({ name: 'output', parameters: { binary_data_size: 4 } });
+          expect(body.readFloatLE(headerLength)).toBeGreaterThan(0.5);
+        },
         'tf-predict': (res) => {
           expect(res.statusCode).toBe(200);
           // Columnar request, columnar answer: the one output asked for, speech probability.

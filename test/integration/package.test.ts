@@ -110,6 +110,10 @@ describe('serverless package', () => {
     expect(statSync(join(pkgDir, 'convert.zip')).size).toBeLessThanOrEqual(5 * MB);
     const bucket = template.Resources.S3BucketOnnxlambdatestmodels!;
     expect(bucket.Properties.BucketName).toBe('onnx-lambda-test-models');
+    // Staged tensors expire by themselves.
+    expect(bucket.Properties.LifecycleConfiguration).toEqual({
+      Rules: [{ Id: 'expire-staged-tensors', Status: 'Enabled', Prefix: 'staging/', ExpirationInDays: 1, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }],
+    });
     expect(bucket.Properties.NotificationConfiguration.LambdaConfigurations).toEqual([
       {
         Event: 's3:ObjectCreated:*',
@@ -149,7 +153,9 @@ describe('serverless package', () => {
     });
     expect(statementsOf('InferRole')).toEqual([
       { Effect: 'Allow', Action: 's3:GetObject', Resource: `${bucket}/models/*` },
-      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': 'models/*' } } },
+      // Staged tensors: the only prefix it may write, and it reads back only that.
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: `${bucket}/staging/*` },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': ['models/*', 'staging/*'] } } },
       logs('infer'),
     ]);
     expect(statementsOf('ConvertRole')).toEqual([
@@ -195,6 +201,7 @@ describe('serverless package', () => {
       'GET /v2/models/{proxy+}',
       'POST /v1/models/{proxy+}',
       'POST /v2/models/{proxy+}',
+      'POST /v2/staging',
     ]);
     const [, api] = resourcesOf('AWS::ApiGatewayV2::Api')[0]!;
     expect(api.Properties.CorsConfiguration).toBeUndefined();

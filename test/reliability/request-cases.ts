@@ -431,7 +431,7 @@ function validRoutes(r: Rand): CaseBody {
         `TF status ${model}${sel}`,
       );
     case 3:
-      return get('/v2', { extensions: [] }, 'server metadata');
+      return get('/v2', { extensions: ['binary_tensor_data', 'staged_tensors'] }, 'server metadata');
     case 4:
       return { ...get('/v2/health/live', { live: true }, 'live, no key'), apiKey: r.chance(0.5) ? null : undefined };
     default:
@@ -1174,10 +1174,14 @@ function contentTypes(r: Rand): CaseBody {
   // The content type is checked before the body is read: even a bad body is a 415.
   const body = r.pick([mlpOipText(r).text, '{"inputs": [', 'a=1&b=2', '']);
   const tf = r.chance(0.4);
-  return {
-    what: `content-type ${JSON.stringify(type.slice(0, 40))}`, method: 'POST', path: tf ? '/v1/models/mlp:predict' : '/v2/models/mlp/infer', body, contentType: type,
-    expect: { status: 415, message: /^content-type ".*" is not supported; send application\/json$/s },
-  };
+  const what = `content-type ${JSON.stringify(type.slice(0, 40))}`;
+  const path = tf ? '/v1/models/mlp:predict' : '/v2/models/mlp/infer';
+  // The OIP route also takes binary tensors (octet-stream), which need their framing header.
+  if (!tf && type === 'application/octet-stream') {
+    return { what, method: 'POST', path, body, contentType: type, expect: { status: 400, message: /^a binary body \(content-type application\/octet-stream\) needs an Inference-Header-Content-Length header/ } };
+  }
+  const offer = tf ? '' : ', or application/octet-stream with Inference-Header-Content-Length \\(binary tensors\\)';
+  return { what, method: 'POST', path, body, contentType: type, expect: { status: 415, message: new RegExp(`^content-type ".*" is not supported; send application/json${offer}$`, 's') } };
 }
 
 function oversized(r: Rand): CaseBody {

@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -6,13 +7,17 @@ import { jobIdFor, type JobReport } from '../../lib/convert/job';
 import { keys } from '../../lib/registry/keys';
 import type { PoolStatus } from '../../tools/stack/convert-pool';
 import { freeStackPorts, ROOT, runToEnd, startStack, stackEnv, stackRunning, stopStack, withLogTail, type StackPorts, type StartedStack } from '../helpers/local-stack';
-import { denseStackModel, mlpModel } from '../helpers/models';
+import { denseStackModel, mlpModel, scaleModel } from '../helpers/models';
+import { binaryBody, decodeElements, encodeElements, parseBinaryResponse, type BinaryOutput } from '../helpers/binary-wire';
 
 /**
- * The local stack runs conversions as Lambda does, apart from serving: while a large model
- * converts, another model's readiness, metadata and inference and the local S3 all answer;
- * uploads queue at the stack's concurrency (the CLI shows it); a job over the convert function's
- * memory size, or whose process dies, leaves a failed report and a stack that goes on serving.
+ * The local stack (`npm start`, on free ports) under what real clients do.
+ * - It runs conversions as Lambda does, apart from serving: while a large model converts,
+ *   another model's readiness, metadata and inference and the local S3 all answer; uploads
+ *   queue at the stack's concurrency (the CLI shows it); a job over the convert function's
+ *   memory size, or whose process dies, leaves a failed report and a stack that goes on.
+ * - Binary tensors, compressed bodies and staged tensors travel through serverless offline as
+ *   through API Gateway, sent as Triton's Python client sends them (no content type).
  */
 jest.setTimeout(600_000);
 
@@ -178,5 +183,66 @@ test('a job over the memory size, and a job whose process dies, leave failed rep
     expect(await clientRound()).toEqual(['ready 200', 'metadata 200', 'infer 200', 's3 200']);
     const after = await upload('after-crash', mlpModel({ seed: 9 }));
     expect(await waitReport(after.reportKey)).toMatchObject({ status: 'succeeded', version: 1 });
+  });
+});
+
+test('binary, compressed and staged tensors through serverless offline, as Triton\'s client sends them', async () => {
+  await withLogTail(dataDir, async () => {
+    const scale = await upload('scale4d', scaleModel(['n', 'c', 'h', 'w']));
+    expect(await waitReport(scale.reportKey)).toMatchObject({ status: 'succeeded' });
+    const url = `${apiUrl}/v2/models/scale4d/infer`;
+    const key = { 'x-api-key': apiKey };
+    const x = Array.from({ length: 2 * 3 * 4 * 5 }, (_, i) => Math.cos(i) * 3);
+    const header = { inputs: [{ name: 'x', shape: [2, 3, 4, 5], datatype: 'FP32', parameters: { binary_data_size: x.length * 4 } }], parameters: { binary_data_output: true } };
+    const { body, headerLength } = binaryBody(header, [encodeElements('FP32', x)]);
+    const expected = x.map((v) => Math.fround(Math.fround(v) * 2));
+
+    // The client's default: binary in and out, no content type.
+    const plain = await fetch(url, { method: 'POST', headers: { ...key, 'inference-header-content-length': String(headerLength) }, body });
+    expect(plain.status).toBe(200);
+    expect(plain.headers.get('content-type')).toBe('application/octet-stream');
+    const answer = parseBinaryResponse(Buffer.from(await plain.arrayBuffer()), Number(plain.headers.get('inference-header-content-length')));
+    expect(decodeElements('FP32', answer.outputs[0]!.bytes!)).toEqual(expected);
+
+    // The same, gzip both ways (the client's request_compression_algorithm and response one).
+    const zipped = await fetch(url, {
+      method: 'POST',
+      headers: { ...key, 'inference-header-content-length': String(headerLength), 'content-encoding': 'gzip', 'accept-encoding': 'gzip' },
+      body: gzipSync(body),
+    });
+    expect(zipped.status).toBe(200);
+    // (fetch undoes a gzip response by itself; dense floats rarely gain from it anyway.)
+    const unzipped = parseBinaryResponse(Buffer.from(await zipped.arrayBuffer()), Number(zipped.headers.get('inference-header-content-length')));
+    expect(decodeElements('FP32', unzipped.outputs[0]!.bytes!)).toEqual(expected);
+
+    // A JSON request compressed, with no content type; the answer as JSON.
+    const json = JSON.stringify({ inputs: [{ name: 'x', shape: [2, 3, 4, 5], datatype: 'FP32', data: x }] });
+    const viaJson = await fetch(url, { method: 'POST', headers: { ...key, 'content-encoding': 'gzip', 'accept-encoding': 'gzip' }, body: gzipSync(json) });
+    expect(viaJson.status).toBe(200);
+    expect(viaJson.headers.get('content-encoding')).toBe('gzip');
+    expect(((await viaJson.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data).toEqual(expected);
+
+    // A 1x3x1024x1024 float32 tensor (12 MiB, past one Lambda payload) in through a staged
+    // upload; its same-sized output comes back staged by itself, too large for a response.
+    const n = 3 * 1024 * 1024;
+    const big = new Float32Array(n);
+    for (let i = 0; i < n; i++) big[i] = (i % 1000) / 7 - 50;
+    const ticket = await fetch(`${apiUrl}/v2/staging`, { method: 'POST', headers: key });
+    expect(ticket.status).toBe(200);
+    const { id, upload_url: uploadUrl } = (await ticket.json()) as { id: string; upload_url: string };
+    expect((await fetch(uploadUrl, { method: 'PUT', body: Buffer.from(big.buffer) })).status).toBe(200);
+    const staged = await fetch(url, {
+      method: 'POST',
+      headers: { ...key, 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 3, 1024, 1024], datatype: 'FP32', parameters: { staged_id: id } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }),
+    });
+    expect(staged.status).toBe(200);
+    const out = ((await staged.json()) as { outputs: BinaryOutput[] }).outputs[0]!;
+    expect(out).toMatchObject({ name: 'y', datatype: 'FP32', shape: [1, 3, 1024, 1024], parameters: { staged_size: n * 4 } });
+    const y = new Float32Array(await (await fetch(out.parameters!.staged_url as string)).arrayBuffer());
+    expect(y.length).toBe(n);
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs((y[i] as number) - (big[i] as number) * 2));
+    expect(worst).toBe(0);
   });
 });
