@@ -34,6 +34,11 @@ function loadPool(root) {
 
 class LocalConvertPool {
   constructor(serverless) {
+    // serverless offline answers an uncaught exception by cleaning up its functions, and that
+    // cleanup can throw over the original error: log the original first (to stack.log).
+    process.on('uncaughtExceptionMonitor', (err, origin) => {
+      process.stderr.write(`local stack: ${origin}: ${err && err.stack ? err.stack : String(err)}\n`);
+    });
     const S3Local = require('serverless-s3-local');
     if (S3Local.prototype[PATCHED]) return;
     S3Local.prototype[PATCHED] = true;

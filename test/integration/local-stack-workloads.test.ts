@@ -222,6 +222,15 @@ test('binary, compressed and staged tensors through serverless offline, as Trito
     expect(viaJson.headers.get('content-encoding')).toBe('gzip');
     expect(((await viaJson.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data).toEqual(expected);
 
+    // The CLI sends a large input as a binary tensor, and prints the same values.
+    const cliInput = Array.from({ length: 3 * 32 * 32 }, (_, i) => (i % 17) - 8);
+    const requestFile = join(dataDir, 'scale-request.json');
+    writeFileSync(requestFile, JSON.stringify({ inputs: [{ name: 'x', shape: [1, 3, 32, 32], datatype: 'FP32', data: cliInput }] }));
+    const cli = await runToEnd(`npm run -s model -- infer scale4d --input ${requestFile}`, env);
+    expect(cli.code).toBe(0);
+    expect(cli.output).toContain('scale4d version 1 (1 input sent as binary tensors)');
+    expect(cli.output).toContain(`y FP32[1,3,32,32]: ${JSON.stringify(cliInput.slice(0, 8).map((v) => v * 2))} ... (3072 values`);
+
     // A 1x3x1024x1024 float32 tensor (12 MiB, past one Lambda payload) in through a staged
     // upload; its same-sized output comes back staged by itself, too large for a response.
     const n = 3 * 1024 * 1024;

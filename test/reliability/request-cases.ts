@@ -6,6 +6,7 @@
  * Case `i` of seed `s` depends on nothing but `(s, i)`, so a failing case can be replayed on
  * its own, and the `npm test` share is the first N cases of the full run.
  */
+import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { ECHO_TYPES, prng } from '../helpers/models';
 
 /** The models the fuzz test publishes (version 1 each; `mlp` also has the label `stable`). */
@@ -42,8 +43,11 @@ export type Answer =
   | { kind: 'echo'; protocol: Protocol; model: string; n: number; columns: EchoColumn[]; id?: string }
   | { kind: 'json'; subset: Record<string, unknown> };
 
+/** A status for damaged input whose fate cannot be told in advance: any refusal (4xx) or a well-formed 200. */
+export const ANY_ANSWER = -1;
+
 export interface Expectation {
-  /** The status that must come back; a 200 comes with an answer to check. */
+  /** The status that must come back; a 200 comes with an answer to check ({@link ANY_ANSWER}: see there). */
   status: number;
   /** What the `error` message must match (every error message is also checked for sanity). */
   message?: RegExp;
@@ -1347,6 +1351,94 @@ function auth(r: Rand): CaseBody {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Binary tensor framing and compressed bodies
+
+/** An MLP request with x as a binary tensor: the JSON header, then 16 bytes a row. */
+function binaryMlp(r: Rand): { header: Buffer; tensor: Buffer; rows: (number | string)[][]; model: string } {
+  const model = r.pick([MODELS.mlp, MODELS.dyn]);
+  const k = model === MODELS.mlp ? 1 : r.int(1, 6);
+  const rows = mlpRows(r, k);
+  const tensor = Buffer.alloc(k * 16);
+  rows.flat().forEach((v, i) => tensor.writeFloatLE(Number(v), i * 4));
+  const json: Record<string, unknown> = { inputs: [{ name: 'x', shape: [k, 4], datatype: 'FP32', parameters: { binary_data_size: tensor.byteLength } }] };
+  if (r.chance(0.3)) json.outputs = [{ name: 'probs', parameters: { binary_data: false } }];
+  return { header: Buffer.from(JSON.stringify(json)), tensor, rows, model };
+}
+
+function binaryFrames(r: Rand): CaseBody {
+  const { header, tensor, rows, model } = binaryMlp(r);
+  const path = oipPath(r, model);
+  const framed = (body: Buffer, headerLength: number | string, what: string, expect: Expectation): CaseBody => ({
+    what: `binary ${what}`, method: 'POST', path, rawBase64: body.toString('base64'),
+    contentType: r.pick([null, 'application/octet-stream']), headers: { 'inference-header-content-length': String(headerLength) }, expect,
+  });
+  const whole = Buffer.concat([header, tensor]);
+  switch (r.int(0, 6)) {
+    case 0:
+    case 1:
+      return framed(whole, header.byteLength, `valid ${model} batch ${rows.length}`, { status: 200, answer: { kind: 'mlp', protocol: 'oip', model, rows } });
+    case 2: {
+      const past = whole.byteLength + r.int(1, 1 << 20);
+      return framed(whole, past, 'header length past the body', { status: 400, message: new RegExp(`^Inference-Header-Content-Length ${past} is past the end of the ${whole.byteLength}-byte body$`) });
+    }
+    case 3: {
+      const cut = r.int(0, tensor.byteLength - 1);
+      return framed(Buffer.concat([header, tensor.subarray(0, cut)]), header.byteLength, `tensor cut to ${cut} bytes`, { status: 400, message: /^input "x": binary_data_size \d+ runs past the end of the body/ });
+    }
+    case 4: {
+      const extra = r.int(1, 64);
+      return framed(Buffer.concat([whole, Buffer.alloc(extra, 7)]), header.byteLength, `${extra} trailing bytes`, { status: 400, message: new RegExp(`^the body has ${extra} bytes of binary data after the last input's`) });
+    }
+    case 5: {
+      // The header length lands inside the JSON or inside the tensor: never a valid frame.
+      const at = r.int(1, header.byteLength - 1);
+      return framed(whole, at, `header length ${at} of ${header.byteLength}`, { status: 400, message: /^request body is not valid JSON/ });
+    }
+    default: {
+      const bytes = Buffer.from(whole);
+      for (let i = r.int(1, 8); i > 0; i--) bytes[r.int(0, bytes.byteLength - 1)] = r.int(0, 255);
+      // Random damage: any answer but a fault of ours; a 200 must still be a well-formed answer.
+      return framed(bytes, header.byteLength, 'random bytes damaged', { status: ANY_ANSWER });
+    }
+  }
+}
+
+/** 8 MiB of zeros: a few KiB gzipped, over MAX_BODY_BYTES once inflated. */
+const ZERO_BOMB = gzipSync(Buffer.alloc(8 * 1024 * 1024), { level: 9 });
+
+function compressed(r: Rand): CaseBody {
+  const c = mlpOipText(r);
+  const path = oipPath(r, c.model);
+  const text = Buffer.from(c.text);
+  const send = (body: Buffer, encoding: string, what: string, expect: Expectation, contentType: string | null = 'application/json'): CaseBody => ({
+    what: `${encoding} ${what}`, method: 'POST', path, rawBase64: body.toString('base64'), contentType, headers: { 'content-encoding': encoding }, expect,
+  });
+  const ok: Expectation = { status: 200, answer: { kind: 'mlp', protocol: 'oip', model: c.model, rows: c.rows } };
+  switch (r.int(0, 6)) {
+    case 0:
+      return send(gzipSync(text), r.pick(['gzip', 'x-gzip', 'GZIP']), 'valid', ok, r.pick(['application/json', null, 'application/octet-stream']));
+    case 1:
+      return send(r.chance(0.5) ? deflateSync(text) : deflateRawSync(text), 'deflate', 'valid', ok);
+    case 2:
+      return send(ZERO_BOMB, 'gzip', `bomb of ${ZERO_BOMB.byteLength} bytes`, { status: 413, message: /^request body is larger than the \d+-byte limit once decompressed$/ });
+    case 3: {
+      const z = gzipSync(text);
+      const cut = r.int(0, z.byteLength - 1);
+      return send(z.subarray(0, cut), 'gzip', `cut to ${cut} bytes`, { status: 400, message: /^request body is not valid gzip data/ });
+    }
+    case 4:
+      return send(text, r.pick(['br', 'compress', 'zstd', 'gzip;q=1', '*']), 'unknown encoding', { status: 415, message: /^content-encoding ".*" is not supported; send gzip, deflate or an uncompressed body$/ });
+    case 5:
+      return send(gzipSync(Buffer.from(`${c.text.slice(0, -1)}!!`)), 'gzip', 'of invalid JSON', { status: 400, message: /^request body is not valid JSON/ });
+    default: {
+      const z = Buffer.from(gzipSync(text));
+      for (let i = r.int(1, 6); i > 0; i--) z[r.int(0, z.byteLength - 1)] = r.int(0, 255);
+      return send(z, 'gzip', 'damaged', { status: ANY_ANSWER });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 const CATEGORIES = {
   'valid-oip': { weight: 8, make: (r: Rand) => (r.chance(0.55) ? validMlpOip(r) : validTypesOip(r)) },
@@ -1371,6 +1463,8 @@ const CATEGORIES = {
   outputs: { weight: 3, make: outputs },
   routes: { weight: 2, make: routes },
   auth: { weight: 1, make: auth },
+  'binary-frames': { weight: 5, make: binaryFrames },
+  compressed: { weight: 4, make: compressed },
 } satisfies Record<string, { weight: number; make: (r: Rand) => CaseBody }>;
 
 export type Category = keyof typeof CATEGORIES;

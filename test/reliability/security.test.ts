@@ -10,7 +10,8 @@
  *   and serverless.yml says `cors: false`;
  * - logs: with the logger at DEBUG and metrics on, no log line of a served, refused or failed
  *   request holds the key, its digest, the tensor payload or the body's request id;
- * - IAM in serverless.yml: no wildcard action or resource, the infer role reads models/* only.
+ * - IAM in serverless.yml: no wildcard action or resource, the infer role reads models/* and
+ *   reads and writes staging/* only.
  *   (test/integration/package.test.ts checks the same on the CloudFormation that
  *   `serverless package` generates; this reads the source, without the slow packaging step.)
  */
@@ -427,7 +428,7 @@ describe('IAM in serverless.yml', () => {
     Principal?: unknown;
   }
 
-  test('no wildcard action or resource in any Allow; the infer role reads models/* and lists models/* only', () => {
+  test('no wildcard action or resource in any Allow; the infer role reads models/*, writes only staging/*, lists only those', () => {
     const sls = serverlessYml();
     // No provider-wide role: each function names its own.
     expect(sls.provider.iam).toBeUndefined();
@@ -458,7 +459,8 @@ describe('IAM in serverless.yml', () => {
     const bucket = 'arn:aws:s3:::${param:modelsBucket}';
     expect(infer).toEqual([
       { Effect: 'Allow', Action: 's3:GetObject', Resource: `${bucket}/models/*` },
-      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': 'models/*' } } },
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: `${bucket}/staging/*` },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': ['models/*', 'staging/*'] } } },
       {
         Effect: 'Allow',
         Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
@@ -467,7 +469,9 @@ describe('IAM in serverless.yml', () => {
     ]);
     // The only S3 actions the infer role has, on the only resources.
     const s3Actions = infer.flatMap((s) => [s.Action].flat().filter((a) => a.startsWith('s3:')));
-    expect(s3Actions.sort()).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect(s3Actions.sort()).toEqual(['s3:GetObject', 's3:GetObject', 's3:ListBucket', 's3:PutObject']);
+    // It writes nowhere but the staging prefix.
+    expect(infer.filter((s) => [s.Action].flat().includes('s3:PutObject')).flatMap((s) => [s.Resource].flat())).toEqual([`${bucket}/staging/*`]);
     // The convert role never writes where uploads arrive (no trigger loop) and reads nothing outside its prefixes.
     const convert = policies('ConvertRole').flatMap((p) => p.PolicyDocument.Statement);
     const puts = convert.filter((s) => [s.Action].flat().includes('s3:PutObject')).flatMap((s) => [s.Resource].flat());

@@ -14,6 +14,7 @@ import { DEFAULT_LABEL, setAlias } from '../../lib/registry/registry';
 import type { ObjectStore } from '../../lib/storage/object-store';
 import { localSettings, openBucket, processAlive, queuedJobState, readLocalApiKey, readStackState, type LocalSettings } from '../stack/local';
 import { summarizeReport, uploadModel, waitForReport } from '../stack/uploads';
+import { readAnswer, toWire } from './wire';
 
 const USAGE = `usage: npm run model -- <command> [options]
 
@@ -21,7 +22,7 @@ commands
   upload <file.onnx> --name <model> [--options <file.json>]   upload, follow the conversion, print its report
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
-  infer <model> --input <request.json> [--version N | --label L] [--json]
+  infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)
   promote <model> <version> [--label stable]                  point a label at a version
   rollback <model> [--label stable]                           move a label back to the previous passing version
 
@@ -257,13 +258,11 @@ async function infer(t: Target, model: string, inputFile: string | undefined, ra
   const body = readJsonFile(inputFile, 'input file');
   const path = version !== undefined ? `/versions/${userCheck(() => parseVersion(version))}` : label !== undefined ? `/labels/${userCheck(() => checkLabel(label))}` : '';
   const url = `${t.apiUrl}/v2/models/${model}${path}/infer`;
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(t.apiKey ? { 'x-api-key': t.apiKey } : {}) },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
+  const wire = userCheck(() => toWire(body));
+  const res = await fetch(url, { method: 'POST', headers: { ...wire.headers, ...(t.apiKey ? { 'x-api-key': t.apiKey } : {}) }, body: wire.body });
+  const bytes = Buffer.from(await res.arrayBuffer());
   if (!res.ok) {
+    const text = bytes.toString('utf8');
     let message = text;
     try {
       message = (JSON.parse(text) as { error?: string }).error ?? text;
@@ -272,15 +271,23 @@ async function infer(t: Target, model: string, inputFile: string | undefined, ra
     }
     throw new UserError(`${res.status}: ${message}${res.status === 401 ? ' (pass --api-key or set API_KEY)' : ''}`);
   }
-  const answer = JSON.parse(text) as { model_name?: string; model_version?: string; outputs?: { name: string; datatype: string; shape: number[]; data: unknown[] }[] };
+  const headerLength = res.headers.get('inference-header-content-length');
+  const { answer, outputs } = readAnswer(bytes, headerLength === null ? undefined : Number(headerLength));
   if (raw) {
-    console.log(JSON.stringify(answer, null, 2));
+    console.log(JSON.stringify(answer, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
     return 0;
   }
-  console.log(`${answer.model_name ?? model} version ${answer.model_version ?? '?'}`);
-  for (const o of answer.outputs ?? []) {
-    const shown = o.data.slice(0, 8).map((v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v));
-    const more = o.data.length > shown.length ? ` ... (${o.data.length} values; --json prints them all)` : '';
+  const via = wire.binaryInputs > 0 ? ` (${wire.binaryInputs} input${wire.binaryInputs > 1 ? 's' : ''} sent as binary tensors)` : '';
+  console.log(`${(answer.model_name as string | undefined) ?? model} version ${(answer.model_version as string | undefined) ?? '?'}${via}`);
+  for (const o of outputs) {
+    const stagedUrl = o.parameters?.staged_url;
+    if (typeof stagedUrl === 'string') {
+      console.log(`  ${o.name} ${o.datatype}[${o.shape.join(',')}]: staged, ${Number(o.parameters?.staged_size)} bytes (binary tensor format) at ${stagedUrl}`);
+      continue;
+    }
+    const data = o.data ?? [];
+    const shown = data.slice(0, 8).map((v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v));
+    const more = data.length > shown.length ? ` ... (${data.length} values; --json prints them all)` : '';
     console.log(`  ${o.name} ${o.datatype}[${o.shape.join(',')}]: ${JSON.stringify(shown)}${more}`);
   }
   return 0;

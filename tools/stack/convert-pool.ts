@@ -127,6 +127,8 @@ class Sandbox {
     this.child.on('message', (m: WorkerMessage) => {
       if (m.type === 'done' && this.current?.requestId === m.requestId) this.current.finish(m.error === undefined ? { kind: 'returned' } : { kind: 'threw', error: m.error });
     });
+    // A failed send to a sandbox that died is an 'error' event; its exit says what happened.
+    this.child.on('error', (err) => options.log(`[${this.tag}] ${err.message}`));
     this.child.on('exit', (code, signal) => {
       this.exited = true;
       const heap = this.stderrTail.some((l) => l.includes('heap out of memory'));

@@ -55,9 +55,14 @@ async function waitForHttp(url: string, child: ChildProcess, logFile: string): P
   throw new StartError(`the HTTP API did not answer within ${STARTUP_TIMEOUT_MS / 1000} s:\n${logTail(logFile)}`);
 }
 
+/** The log's first error (what failed first explains the rest) and its last lines. */
 function logTail(file: string, lines = 30): string {
   try {
-    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+    const all = readFileSync(file, 'utf8').split('\n');
+    const first = all.findIndex((l) => /error/i.test(l));
+    const tail = all.slice(-lines);
+    if (first < 0 || first >= all.length - lines) return tail.join('\n');
+    return [...all.slice(Math.max(0, first - 5), first + 15), '...', ...tail].join('\n');
   } catch {
     return '(no log)';
   }
