@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { Tensor } from 'onnxruntime-node';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError, ResponseTooLargeError } from '../errors';
 import { binarySize, chunksSize, decodeBinaryTensor, encodeBinaryTensor } from '../protocol/binary-tensor';
@@ -62,13 +63,6 @@ function answerBytes(answer: OipAnswer): number {
 
 function specsJson(specs: readonly TensorSpec[]): { name: string; datatype: string; shape: number[] }[] {
   return specs.map(({ name, datatype, shape }) => ({ name, datatype, shape }));
-}
-
-/** Bytes of a tensor's data (strings counted as UTF-8 plus their length prefixes). */
-function tensorBytes(tensor: { data: unknown } | undefined): number {
-  const data = tensor?.data;
-  if (Array.isArray(data)) return (data as string[]).reduce((n, s) => n + 4 + Buffer.byteLength(s, 'utf8'), 0);
-  return (data as ArrayBufferView | undefined)?.byteLength ?? 0;
 }
 
 /** A model run failing on input that passed every declared check is still the input's fault. */
@@ -151,9 +145,10 @@ export class InferenceService {
     let answer = encodeOipResponse(manifest.model, manifest.version, request, results, staged);
     const limit = this.deps.maxResponseBytes - ENVELOPE_BYTES;
     if (answerBytes(answer) <= limit) return answer;
+    const sizeOf = (name: string): number => chunksSize(encodeBinaryTensor(results[name] as Tensor));
     const bySize = request.outputs
       .filter((o) => !staged.has(o.name) && results[o.name])
-      .sort((a, b) => tensorBytes(results[b.name]) - tensorBytes(results[a.name]));
+      .sort((a, b) => sizeOf(b.name) - sizeOf(a.name));
     for (const spec of bySize) {
       await stage(spec.name);
       answer = encodeOipResponse(manifest.model, manifest.version, request, results, staged);

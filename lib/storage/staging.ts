@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidRequestError, PayloadTooLargeError } from '../errors';
+import type { StagedOutput } from '../protocol/oip';
 import { keys } from '../registry/keys';
 import { isNotFound, type ObjectStore } from './object-store';
 
@@ -22,14 +23,6 @@ export interface StagingTicket {
   uploadUrl: string;
   expiresIn: number;
   maxBytes: number;
-}
-
-/** Where a staged output is. */
-export interface StagedObject {
-  id: string;
-  url: string;
-  bytes: number;
-  expiresIn: number;
 }
 
 export class TensorStaging {
@@ -68,7 +61,7 @@ export class TensorStaging {
   }
 
   /** Writes an output's bytes under a fresh id and returns a presigned GET URL for them. */
-  async write(chunks: readonly Uint8Array[]): Promise<StagedObject> {
+  async write(chunks: readonly Uint8Array[]): Promise<StagedOutput> {
     const id = newId();
     const body = Buffer.concat(chunks);
     await this.store.put(keys.staged(id), body, 'application/octet-stream');
