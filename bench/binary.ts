@@ -68,10 +68,25 @@ async function main(): Promise<void> {
   const spec = [{ name: 'x', datatype: 'FP32' as const, shape: [-1] }];
   const outSpec = [{ name: 'y', datatype: 'FP32' as const, shape: [-1] }];
 
-  // One warm request each way before anything is measured (session loaded, code paths hot).
-  for (let i = 0; i < 3; i++) {
-    await t.handler(binaryEvent(), lambdaContext());
+  // Warm: the session loaded and the code paths run, with small requests only, so the first
+  // 4 MiB request's memory is measured above a baseline no large request has inflated.
+  const small = Buffer.concat([Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [16], datatype: 'FP32', parameters: { binary_data_size: 64 } }], parameters: { binary_data_output: true } })), Buffer.alloc(64)]);
+  for (let i = 0; i < 20; i++) {
+    const e = httpEvent('POST', '/v2/models/scale/infer', { headers: { 'inference-header-content-length': String(small.byteLength - 64) } });
+    e.body = small.toString('base64');
+    e.isBase64Encoded = true;
+    await t.handler(e, lambdaContext());
   }
+  // Peak memory of one 4 MiB binary request above the warm baseline (the event, its base64
+  // body, exists before: it is the transport's).
+  const first = binaryEvent();
+  gc();
+  writeFileSync('/proc/self/clear_refs', '5');
+  const before = memory();
+  const served = (await t.handler(first, lambdaContext())) as { statusCode: number };
+  const after = memory();
+  if (served.statusCode !== 200) throw new Error('the memory request failed');
+  const peakAbove = after.peak - before.rss;
 
   const codecJson: number[] = [];
   const codecBinary: number[] = [];
@@ -119,16 +134,6 @@ async function main(): Promise<void> {
   for (let i = 0; i < ITERATIONS; i++) {
     for (let k = 0; k < steps.length; k++) await (steps[(i + k) % steps.length] as () => Promise<void>)();
   }
-
-  // Peak memory of one 4 MiB binary request above the warm baseline.
-  const e = binaryEvent();
-  gc();
-  writeFileSync('/proc/self/clear_refs', '5');
-  const before = memory();
-  const served = (await t.handler(e, lambdaContext())) as { statusCode: number };
-  const after = memory();
-  if (served.statusCode !== 200) throw new Error('the memory request failed');
-  const peakAbove = after.peak - before.rss;
 
   const h = summarize(handler);
   const b = summarize(bare);
