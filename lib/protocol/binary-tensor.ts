@@ -16,8 +16,7 @@ import { checkBytesElement, elementCount } from './tensor-codec';
 if (endianness() !== 'LE') throw new Error('the binary tensor format needs a little-endian host');
 
 type NumericArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array | BigUint64Array | BigInt64Array | Float32Array | Float64Array;
-type TypedArrayClass = { new (n: number): NumericArray; new (buffer: ArrayBufferLike, byteOffset: number, length: number): NumericArray };
-const ARRAYS: Partial<Record<Tensor.Type, TypedArrayClass>> = {
+const ARRAYS: Partial<Record<Tensor.Type, new (n: number) => NumericArray>> = {
   bool: Uint8Array,
   uint8: Uint8Array,
   int8: Int8Array,
@@ -54,15 +53,10 @@ export function decodeBinaryTensor(input: string, info: DatatypeInfo, shape: rea
       `input "${input}": binary data is ${bytes.byteLength} bytes but shape ${JSON.stringify(shape)} of ${info.oip} needs ${expected} (${count} x ${info.size})`,
     );
   }
-  const Ctor = ARRAYS[info.ort] as TypedArrayClass;
-  // Bytes aligned for the type are used where they are (the HTTP layer aligns a binary body's
-  // tensors when it can); others are copied into a fresh, aligned array.
-  let out: NumericArray;
-  if (bytes.byteOffset % info.size === 0) out = new Ctor(bytes.buffer, bytes.byteOffset, count);
-  else {
-    out = new Ctor(count);
-    new Uint8Array(out.buffer, out.byteOffset, expected).set(bytes);
-  }
+  const Ctor = ARRAYS[info.ort] as new (n: number) => NumericArray;
+  const out = new Ctor(count);
+  // A fresh array is aligned for its type; the request's bytes may sit at any offset.
+  new Uint8Array(out.buffer, out.byteOffset, expected).set(bytes);
   if (info.ort === 'bool') {
     const at = (out as Uint8Array).findIndex((b) => b > 1);
     if (at >= 0) throw new InvalidRequestError(`input "${input}": element ${at} is byte ${(out as Uint8Array)[at]}; BOOL elements are one byte, 0 or 1`);
