@@ -65,6 +65,9 @@ export class InferenceService {
       platform: 'onnx',
       inputs: specsJson(manifest.inputs),
       outputs: specsJson(manifest.outputs),
+      // What the upload declared, so a client knows an input takes an image or an output answers labels.
+      ...(manifest.preprocess ? { preprocess: manifest.preprocess } : {}),
+      ...(manifest.postprocess ? { postprocess: manifest.postprocess } : {}),
     };
     return { body: JSON.stringify(body), model: manifest.model, version: manifest.version };
   }
