@@ -1,6 +1,7 @@
 import { checkApiKey } from '../auth/api-key';
 import { InvalidRequestError, PayloadTooLargeError, toErrorBody, UnsupportedMediaTypeError } from '../errors';
 import type { InferenceService, ServiceAnswer } from '../service/inference-service';
+import { isImageBody, readImageBody } from './image-body';
 import { isPublic, matchRoute, type Route } from './routes';
 
 /** An HTTP request, whatever carried it (API Gateway v2, a test). Header names are lower-case. */
@@ -93,6 +94,7 @@ async function dispatch(route: Route, req: HttpRequest, service: InferenceServic
     case 'tfStatus':
       return service.tfStatus(route.selector);
     case 'infer':
+      if (isImageBody(req)) return service.inferImage(route.selector, readImageBody(req, settings.maxBodyBytes));
       return service.infer(route.selector, parseJsonBody(req, settings.maxBodyBytes));
     case 'tfPredict':
       return service.predict(route.selector, parseJsonBody(req, settings.maxBodyBytes));

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError } from '../errors';
+import { classifyResults, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath } from '../prepost/serve-oip';
 import { decodeOipRequest, encodeOipResponse } from '../protocol/oip';
 import { decodePredictRequest, encodePredictResponse } from '../protocol/tfserving';
 import type { Manifest, TensorSpec } from '../registry/manifest';
@@ -82,9 +83,26 @@ export class InferenceService {
   async infer(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
     const body = await this.deps.sessions.use(manifest, async (session) => {
+      if (needsDeclaredPath(manifest, request)) {
+        // Images in, classification strings out: as the upload declared or the request asks.
+        const decoded = await decodeDeclaredOip(request, session.inputs, session.outputs, declarationsOf(manifest));
+        const results = classifyResults(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded.classify, classLabelsOf(manifest));
+        return encodeOipResponse(manifest.model, manifest.version, decoded.id, decoded.outputs, results);
+      }
       const decoded = decodeOipRequest(request, session.inputs, session.outputs);
       const results = await this.run(session, manifest, decoded.feeds, decoded.outputs);
       return encodeOipResponse(manifest.model, manifest.version, decoded.id, decoded.outputs, results);
+    });
+    return { body, model: manifest.model, version: manifest.version };
+  }
+
+  /** A plain image body (`content-type: image/*`) for a model with one image input. */
+  async inferImage(selector: ModelSelector, image: Buffer): Promise<ServiceAnswer> {
+    const manifest = await this.deps.registry.resolve(selector);
+    const body = await this.deps.sessions.use(manifest, async (session) => {
+      const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest));
+      const results = classifyResults(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded.classify, classLabelsOf(manifest));
+      return encodeOipResponse(manifest.model, manifest.version, undefined, decoded.outputs, results);
     });
     return { body, model: manifest.model, version: manifest.version };
   }
