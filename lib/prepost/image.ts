@@ -15,13 +15,13 @@ let sharpLoad: Promise<SharpFactory> | undefined;
  * and dropped when it rejects, so a failed load is tried again.
  */
 export function loadSharp(): Promise<SharpFactory> {
-  sharpLoad ??= import('sharp').then(
-    (m) => m.default,
-    (err: unknown) => {
-      sharpLoad = undefined;
-      throw err;
-    },
-  );
+  // require, not import(): the bundle keeps a dynamic import() as a real ES module import,
+  // which does not search Lambda's layer folder (/opt/nodejs/node_modules); require does.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  sharpLoad ??= Promise.resolve().then(() => require('sharp') as SharpFactory);
+  sharpLoad.catch(() => {
+    sharpLoad = undefined;
+  });
   return sharpLoad;
 }
 
