@@ -92,8 +92,8 @@ function headerOnly(body: Record<string, unknown>, inputs: readonly TensorSpec[]
   return { id, feeds, outputs: selectOutputs(outputs, requested?.map((o) => (isObject(o) ? o.name : undefined))) };
 }
 
-/** Which outputs answer classification strings: asked per output, else the declared default. */
-function chooseClassification(body: Record<string, unknown>, chosen: readonly TensorSpec[], declarations: Declarations): Map<string, Classification> {
+/** Which outputs answer classification strings: asked per output (OIP), else the declared default. */
+export function chooseClassification(body: Record<string, unknown>, chosen: readonly TensorSpec[], declarations: Declarations): Map<string, Classification> {
   const asked = new Map<string, unknown>();
   if (Array.isArray(body.outputs)) {
     for (const o of body.outputs) {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError } from '../errors';
 import { classifyResults, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath } from '../prepost/serve-oip';
+import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
 import { decodeOipRequest, encodeOipResponse } from '../protocol/oip';
 import { decodePredictRequest, encodePredictResponse } from '../protocol/tfserving';
 import type { Manifest, TensorSpec } from '../registry/manifest';
@@ -110,6 +111,11 @@ export class InferenceService {
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
     const body = await this.deps.sessions.use(manifest, async (session) => {
+      if (manifest.preprocess !== undefined || manifest.postprocess !== undefined) {
+        const decoded = await decodeDeclaredPredict(request, session.inputs, session.outputs, declarationsOf(manifest));
+        const results = classifyResults(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded.classify, classLabelsOf(manifest));
+        return encodePredictResponse(decoded, results);
+      }
       const decoded = decodePredictRequest(request, session.inputs, session.outputs);
       const results = await this.run(session, manifest, decoded.feeds, decoded.outputs);
       return encodePredictResponse(decoded, results);

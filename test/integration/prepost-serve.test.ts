@@ -155,6 +155,42 @@ describe('an image classifier uploaded with its declarations answers labels', ()
   });
 });
 
+describe('TF Serving: {"b64"} images in, labelled predictions out', () => {
+  const predict = (body: unknown) => call(httpEvent('POST', '/v1/models/colours:predict', { body }));
+
+  test('row format: one {"b64"} instance per image; predictions hold the same strings as OIP', async () => {
+    const images = [await photo(RED), await photo(BLUE, 50, 70, 'png')];
+    const { status, json } = await predict({ instances: images.map((b) => ({ b64: b.toString('base64') })) });
+    expect(status).toBe(200);
+    expect(json).toEqual({ predictions: await expectedStrings(images, 2) });
+  });
+
+  test('row format with named inputs, and columnar format', async () => {
+    const red = await photo(RED);
+    const named = await predict({ instances: [{ image: { b64: red.toString('base64') } }] });
+    expect(named).toEqual({ status: 200, json: { predictions: await expectedStrings([red], 2) } });
+    const columnar = await predict({ inputs: { image: [{ b64: red.toString('base64') }] } });
+    expect(columnar).toEqual({ status: 200, json: { outputs: await expectedStrings([red], 2) } });
+    const bare = await predict({ inputs: { b64: red.toString('base64') } });
+    expect(bare).toEqual({ status: 200, json: { outputs: await expectedStrings([red], 2) } });
+  });
+
+  test('bad {"b64"} values and files are a 400 naming the input', async () => {
+    expect(await predict({ instances: [{ b64: 'not base64!' }] })).toEqual({
+      status: 400,
+      json: { error: 'input "image": image 0 "b64" must hold a base64 string (the encoded JPEG, PNG or WebP file)' },
+    });
+    expect(await predict({ instances: [{ b64: Buffer.from('plain text').toString('base64') }] })).toEqual({
+      status: 400,
+      json: { error: 'input "image": not an image (JPEG, PNG or WebP expected)' },
+    });
+    expect(await predict({ instances: [{ b64: 'AAAA' }], signature_name: 'other' })).toEqual({
+      status: 400,
+      json: { error: 'unknown signature_name "other"; ONNX models have only "serving_default"' },
+    });
+  });
+});
+
 describe('bad image requests are a 4xx that names what is wrong', () => {
   test.each([
     ['not an image', () => imagePost('colours', Buffer.from('hello, this is text')), 400, 'input "image": not an image (JPEG, PNG or WebP expected)'],
