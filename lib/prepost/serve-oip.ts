@@ -5,8 +5,9 @@ import { decodeOipRequest } from '../protocol/oip';
 import { describeValue } from '../protocol/tensor-codec';
 import type { Manifest, TensorSpec } from '../registry/manifest';
 import { classificationString, topK } from './classify';
-import { checkDeclarations, DeclarationError, parseDeclarations, type Activation, type Declarations } from './declarations';
+import { checkDeclarations, DeclarationError, parseDeclarations, type Activation, type Declarations, type MaskPostprocess } from './declarations';
 import { imagesToTensor } from './image';
+import { masksToPng } from './mask';
 
 /** What a classified output answers: the top `k` after `activation`. */
 export interface Classification {
@@ -21,6 +22,10 @@ export interface DeclaredOipRequest {
   outputs: TensorSpec[];
   /** Outputs answered as classification strings instead of their tensor. */
   classify: Map<string, Classification>;
+  /** Outputs answered as PNG masks. */
+  masks: Map<string, MaskPostprocess>;
+  /** The request images' sizes, upright, when one input took images: what masks resize back to. */
+  sizes?: { width: number; height: number }[];
 }
 
 const EMPTY: Declarations = { preprocess: {}, postprocess: {} };
@@ -116,11 +121,40 @@ export function chooseClassification(body: Record<string, unknown>, chosen: read
       out.set(spec.name, { k: k as number, activation });
     } else if (declared?.type === 'classification') {
       out.set(spec.name, { k: declared.topK, activation });
-    } else if (declared?.type === 'mask') {
-      throw new InvalidRequestError(`output "${spec.name}" is declared as a mask; PNG masks are not served yet: ask for it with parameters {"classification": 0} for the raw tensor`);
     }
   }
   return out;
+}
+
+/** Outputs declared as masks answer PNGs, unless the request asks for the raw tensor (`classification: 0`). */
+export function chooseMasks(body: Record<string, unknown>, chosen: readonly TensorSpec[], declarations: Declarations): Map<string, MaskPostprocess> {
+  const raw = new Set<string>();
+  if (Array.isArray(body.outputs)) {
+    for (const o of body.outputs) if (isObject(o) && typeof o.name === 'string' && isObject(o.parameters) && o.parameters.classification === 0) raw.add(o.name);
+  }
+  const out = new Map<string, MaskPostprocess>();
+  for (const spec of chosen) {
+    const declared = declarations.postprocess[spec.name];
+    if (declared?.type === 'mask' && !raw.has(spec.name)) out.set(spec.name, declared);
+  }
+  return out;
+}
+
+/**
+ * The answer's tensors as declared: classified outputs become Triton's strings, masks become a
+ * BYTES tensor `[N]` of base64-encoded PNGs (resized to the request images when declared so).
+ */
+export async function answerAsDeclared(results: Record<string, Tensor>, decoded: Pick<DeclaredOipRequest, 'classify' | 'masks' | 'sizes'>, labels?: readonly string[]): Promise<Record<string, Tensor>> {
+  const out = classifyResults(results, decoded.classify, labels);
+  if (decoded.masks.size === 0) return out;
+  const answered: Record<string, Tensor> = { ...out };
+  for (const [name, decl] of decoded.masks) {
+    const tensor = results[name];
+    if (!tensor) continue;
+    const pngs = await masksToPng(tensor, decl, decoded.sizes);
+    answered[name] = new Tensor('string', pngs.map((p) => p.toString('base64')), [pngs.length]);
+  }
+  return answered;
 }
 
 /**
@@ -130,7 +164,7 @@ export function chooseClassification(body: Record<string, unknown>, chosen: read
  * (classification strings or the raw tensor).
  */
 export async function decodeDeclaredOip(body: unknown, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations): Promise<DeclaredOipRequest> {
-  if (!isObject(body) || !Array.isArray(body.inputs) || body.inputs.length === 0) return { ...decodeOipRequest(body, inputs, outputs), classify: new Map() };
+  if (!isObject(body) || !Array.isArray(body.inputs) || body.inputs.length === 0) return { ...decodeOipRequest(body, inputs, outputs), classify: new Map(), masks: new Map() };
   const images: { spec: TensorSpec; item: Record<string, unknown> }[] = [];
   const rest: unknown[] = [];
   const seen = new Set<string>();
@@ -147,12 +181,15 @@ export async function decodeDeclaredOip(body: unknown, inputs: readonly TensorSp
   }
   const tensorInputs = inputs.filter((s) => !images.some((i) => i.spec === s));
   const base = rest.length > 0 ? decodeOipRequest({ ...body, inputs: rest }, tensorInputs, outputs) : headerOnly(body, tensorInputs, outputs);
+  let sizes: { width: number; height: number }[] | undefined;
   for (const { spec, item } of images) {
     const decl = declarations.preprocess[spec.name];
     if (!decl) continue;
-    base.feeds[spec.name] = (await imagesToTensor(spec.name, imageBytes(item, spec.name), decl, spec)).tensor;
+    const decoded = await imagesToTensor(spec.name, imageBytes(item, spec.name), decl, spec);
+    base.feeds[spec.name] = decoded.tensor;
+    sizes ??= decoded.sizes;
   }
-  return { ...base, classify: chooseClassification(body, base.outputs, declarations) };
+  return { ...base, classify: chooseClassification(body, base.outputs, declarations), masks: chooseMasks(body, base.outputs, declarations), sizes };
 }
 
 /**
@@ -189,7 +226,8 @@ export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec
     );
   }
   const feeds = emptyFeeds();
-  feeds[spec.name] = (await imagesToTensor(spec.name, [bytes], decl, spec)).tensor;
+  const decoded = await imagesToTensor(spec.name, [bytes], decl, spec);
+  feeds[spec.name] = decoded.tensor;
   const chosen = [...outputs];
-  return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations) };
+  return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations), masks: chooseMasks({}, chosen, declarations), sizes: decoded.sizes };
 }

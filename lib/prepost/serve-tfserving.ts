@@ -2,13 +2,15 @@ import type { Tensor } from 'onnxruntime-node';
 import { InvalidRequestError } from '../errors';
 import { decodePredictRequest, type PredictRequest } from '../protocol/tfserving';
 import type { TensorSpec } from '../registry/manifest';
-import type { Declarations } from './declarations';
+import type { Declarations, MaskPostprocess } from './declarations';
 import { imagesToTensor } from './image';
-import { chooseClassification, type Classification } from './serve-oip';
+import { chooseClassification, chooseMasks, type Classification } from './serve-oip';
 
 /** A TF Serving request with its images decoded and its outputs' post-processing chosen. */
 export interface DeclaredPredictRequest extends PredictRequest {
   classify: Map<string, Classification>;
+  masks: Map<string, MaskPostprocess>;
+  sizes?: { width: number; height: number }[];
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -78,7 +80,10 @@ export async function decodeDeclaredPredict(body: unknown, inputs: readonly Tens
       rewritten = { ...body, inputs: Object.fromEntries(Object.entries(columns).filter(([k]) => !images.has(k))) };
     }
   }
-  if (images.size === 0) return { ...decodePredictRequest(body, inputs, outputs), classify: chooseClassification({}, outputs, declarations) };
+  if (images.size === 0) {
+    const plain = decodePredictRequest(body, inputs, outputs);
+    return { ...plain, classify: chooseClassification({}, plain.outputs, declarations), masks: chooseMasks({}, plain.outputs, declarations) };
+  }
 
   const rest = inputs.filter((s) => !images.has(s.name));
   if (rest.length === 0 && isObject(rewritten)) {
@@ -88,12 +93,18 @@ export async function decodeDeclaredPredict(body: unknown, inputs: readonly Tens
   }
   const decoded = decodePredictRequest(rewritten, rest, outputs);
   const feeds: Record<string, Tensor> = decoded.feeds;
+  let sizes: { width: number; height: number }[] | undefined;
   for (const spec of inputs) {
     const values = images.get(spec.name);
     const decl = declarations.preprocess[spec.name];
     if (!values || !decl) continue;
-    feeds[spec.name] = (await imagesToTensor(spec.name, filesOf(spec.name, values), decl, spec)).tensor;
+    const image = await imagesToTensor(spec.name, filesOf(spec.name, values), decl, spec);
+    feeds[spec.name] = image.tensor;
+    sizes ??= image.sizes;
   }
   const format = rows === undefined ? decoded.format : 'row';
-  return { format, batch: rows ?? decoded.batch, feeds, outputs: decoded.outputs, classify: chooseClassification({}, decoded.outputs, declarations) };
+  return {
+    format, batch: rows ?? decoded.batch, feeds, outputs: decoded.outputs, sizes,
+    classify: chooseClassification({}, decoded.outputs, declarations), masks: chooseMasks({}, decoded.outputs, declarations),
+  };
 }

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError } from '../errors';
-import { classifyResults, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath } from '../prepost/serve-oip';
+import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath } from '../prepost/serve-oip';
 import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
 import { decodeOipRequest, encodeOipResponse } from '../protocol/oip';
 import { decodePredictRequest, encodePredictResponse } from '../protocol/tfserving';
@@ -87,7 +87,7 @@ export class InferenceService {
       if (needsDeclaredPath(manifest, request)) {
         // Images in, classification strings out: as the upload declared or the request asks.
         const decoded = await decodeDeclaredOip(request, session.inputs, session.outputs, declarationsOf(manifest));
-        const results = classifyResults(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded.classify, classLabelsOf(manifest));
+        const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
         return encodeOipResponse(manifest.model, manifest.version, decoded.id, decoded.outputs, results);
       }
       const decoded = decodeOipRequest(request, session.inputs, session.outputs);
@@ -102,7 +102,7 @@ export class InferenceService {
     const manifest = await this.deps.registry.resolve(selector);
     const body = await this.deps.sessions.use(manifest, async (session) => {
       const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest));
-      const results = classifyResults(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded.classify, classLabelsOf(manifest));
+      const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
       return encodeOipResponse(manifest.model, manifest.version, undefined, decoded.outputs, results);
     });
     return { body, model: manifest.model, version: manifest.version };
@@ -113,7 +113,7 @@ export class InferenceService {
     const body = await this.deps.sessions.use(manifest, async (session) => {
       if (manifest.preprocess !== undefined || manifest.postprocess !== undefined) {
         const decoded = await decodeDeclaredPredict(request, session.inputs, session.outputs, declarationsOf(manifest));
-        const results = classifyResults(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded.classify, classLabelsOf(manifest));
+        const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
         return encodePredictResponse(decoded, results);
       }
       const decoded = decodePredictRequest(request, session.inputs, session.outputs);

@@ -368,3 +368,19 @@ export function colourClassifierModel(options: { batch?: number | string; size?:
     ],
   });
 }
+
+/**
+ * A "red-ness" segmenter: image[batch, 3, size, size] (RGB in [0, 1]) -> 1x1 Conv with weights
+ * (10, 0, -10) -> mask[batch, 1, size, size] logits. Red pixels score high, blue ones low, so
+ * the right mask of a picture is known without training.
+ */
+export function redMaskModel(options: { batch?: number | string; size?: number } = {}): Uint8Array {
+  const { batch = 'N', size = 32 } = options;
+  return model({
+    name: 'redmask',
+    inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [batch, 3, size, size] }],
+    outputs: [{ name: 'mask', elemType: ONNX.FLOAT, shape: [batch, 1, size, size] }],
+    initializers: [floatTensor('k', [1, 3, 1, 1], [10, 0, -10]), floatTensor('kb', [1], [0])],
+    nodes: [{ opType: 'Conv', inputs: ['image', 'k', 'kb'], outputs: ['mask'] }],
+  });
+}
