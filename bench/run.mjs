@@ -3,7 +3,7 @@
 // asserted: the exit code says only whether the bench itself ran.
 //
 //   node bench/run.mjs              all sections
-//   node bench/run.mjs warm cold    only these sections (machine, warm, binary, cold, convert, stack)
+//   node bench/run.mjs warm cold    only these sections (machine, warm, binary, cold, convert, prepost, stack)
 //
 // The printed output is also written to .bench-out/last-run.md.
 import { spawn } from 'node:child_process';
@@ -16,7 +16,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, '.bench-out');
 
 /** Sections, in the order they run. */
-const SECTIONS = ['machine', 'warm', 'binary', 'cold', 'convert', 'stack'];
+const SECTIONS = ['machine', 'warm', 'binary', 'cold', 'convert', 'prepost', 'stack'];
 /** Entries spawned by the cold-start section, one fresh process each. */
 const CHILDREN = ['cold-app', 'cold-floor', 'cold-create'];
 
@@ -38,7 +38,7 @@ await build({ ...common, entryPoints: SECTIONS.map((name) => `bench/${name}.ts`)
 // (serverless.yml, custom.esbuild): the SDK, middy and Powertools inside one file, ES module
 // builds first so unused code is shaken out, onnxruntime-node (native) left outside. A cold
 // start is measured on the code Lambda loads, not on hundreds of files from node_modules.
-await build({ ...common, entryPoints: CHILDREN.map((name) => `bench/${name}.ts`), mainFields: ['module', 'main'], external: ['onnxruntime-node'] });
+await build({ ...common, entryPoints: CHILDREN.map((name) => `bench/${name}.ts`), mainFields: ['module', 'main'], external: ['onnxruntime-node', 'sharp'] });
 
 const env = {
   ...process.env,

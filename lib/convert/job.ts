@@ -7,6 +7,7 @@ import { MODEL_NAME_PATTERN, parseManifest, type Manifest, type TensorSpec } fro
 import { nextVersion, publishVersion, setAlias } from '../registry/registry';
 import { sha256Hex } from '../storage/hash';
 import { isNotFound, type ObjectStore } from '../storage/object-store';
+import { checkDeclarations, DeclarationError } from '../prepost/declarations';
 import { parseUploadOptions } from './options';
 import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
@@ -110,6 +111,16 @@ async function specsOf(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outpu
   }
 }
 
+/** The upload's declarations checked against the converted model; a misfit fails the job. */
+function fitDeclarations(...args: Parameters<typeof checkDeclarations>): ReturnType<typeof checkDeclarations> {
+  try {
+    return checkDeclarations(...args);
+  } catch (err) {
+    if (err instanceof DeclarationError) throw new ConversionError(`options: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
 /** The upload's options file, parsed; a file that is not JSON is the upload's fault, not S3's. */
 async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
   let bytes: Buffer;
@@ -179,6 +190,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     const result = await convertModel(source, options.pipeline);
     Object.assign(timingsMs, result.timingsMs);
     const specs = await specsOf(result.artifact);
+    const declarations = options.declarations && fitDeclarations(options.declarations, specs, options.classLabels);
 
     started = performance.now();
     const passed = result.gates.passed;
@@ -197,6 +209,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
         ...(options.classLabels ? { classLabels: options.classLabels } : {}),
       },
       evaluation: { passed, ...result.evaluation, gates: result.gates },
+      ...declarations,
     };
     const label = moveLabel ? (options.label as string) : undefined;
     const published = await withModelLock(model, async () => {

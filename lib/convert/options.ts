@@ -1,6 +1,7 @@
 import type { Tensor } from 'onnxruntime-node';
 import { byOip } from '../protocol/dtypes';
 import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tensor-codec';
+import { DeclarationError, isEmpty, parseDeclarations, type Declarations } from '../prepost/declarations';
 import { checkLabel } from '../registry/manifest';
 import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
@@ -12,10 +13,12 @@ export interface UploadOptions {
   label: string | null;
   /** Class names for classification outputs, kept in the manifest. */
   classLabels?: string[];
+  /** Declared pre- and post-processing, parsed; checked against the model by the job. */
+  declarations?: Declarations;
 }
 
 const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -105,6 +108,15 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   if (raw.classLabels !== undefined) {
     if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');
     out.classLabels = raw.classLabels;
+  }
+  if (raw.preprocess !== undefined || raw.postprocess !== undefined) {
+    try {
+      const declarations = parseDeclarations(raw.preprocess, raw.postprocess);
+      if (!isEmpty(declarations)) out.declarations = declarations;
+    } catch (err) {
+      if (err instanceof DeclarationError) fail(err.message);
+      throw err;
+    }
   }
   return out;
 }

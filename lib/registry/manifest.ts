@@ -35,6 +35,9 @@ export interface Manifest {
   source?: { key: string; etag?: string; sha256?: string; bytes?: number };
   conversion?: Record<string, unknown>;
   evaluation?: { passed: boolean } & Record<string, unknown>;
+  /** Declared pre-/post-processing by input/output name (lib/prepost reads them). */
+  preprocess?: Record<string, unknown>;
+  postprocess?: Record<string, unknown>;
 }
 
 /** `models/<model>/aliases/<label>.json`. */

@@ -2,6 +2,8 @@ import { performance } from 'node:perf_hooks';
 import type { Tensor } from 'onnxruntime-node';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError, ResponseTooLargeError } from '../errors';
+import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath, type DeclaredOipRequest } from '../prepost/serve-oip';
+import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
 import { binarySize, chunksSize, decodeBinaryTensor, encodeBinaryTensor } from '../protocol/binary-tensor';
 import { infoOf } from '../protocol/feeds';
 import { decodeOipRequest, decodeRawBinaryRequest, encodeOipResponse, type OipAnswer, type OipRequest, type StagedOutput } from '../protocol/oip';
@@ -65,6 +67,11 @@ function specsJson(specs: readonly TensorSpec[]): { name: string; datatype: stri
   return specs.map(({ name, datatype, shape }) => ({ name, datatype, shape }));
 }
 
+/** A declared-processing request, answered in JSON (staged if too large for a response). */
+function asJsonAnswer(declared: DeclaredOipRequest): OipRequest {
+  return { id: declared.id, feeds: declared.feeds, staged: [], outputs: declared.outputs, delivery: declared.outputs.map(() => 'json' as const) };
+}
+
 /** A model run failing on input that passed every declared check is still the input's fault. */
 function runFailed(err: unknown, manifest: Manifest): never {
   if (err instanceof AppError) throw err;
@@ -97,6 +104,9 @@ export class InferenceService {
       platform: 'onnx',
       inputs: specsJson(manifest.inputs),
       outputs: specsJson(manifest.outputs),
+      // What the upload declared, so a client knows an input takes an image or an output answers labels.
+      ...(manifest.preprocess ? { preprocess: manifest.preprocess } : {}),
+      ...(manifest.postprocess ? { postprocess: manifest.postprocess } : {}),
     };
     return { body: JSON.stringify(body), model: manifest.model, version: manifest.version };
   }
@@ -111,6 +121,12 @@ export class InferenceService {
   async infer(selector: ModelSelector, request: InferBody): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
     const answer = await this.deps.sessions.use(manifest, async (session) => {
+      if (!request.raw && needsDeclaredPath(manifest, request.json)) {
+        // Images in, classification strings or masks out: as the upload declared or the request asks.
+        const declared = await decodeDeclaredOip(request.json, session.inputs, session.outputs, declarationsOf(manifest));
+        const results = await answerAsDeclared(await this.run(session, manifest, declared.feeds, declared.outputs), declared, classLabelsOf(manifest));
+        return this.encodeFitting(manifest, asJsonAnswer(declared), results);
+      }
       const decoded = request.raw
         ? decodeRawBinaryRequest(request.binary ?? new Uint8Array(0), session.inputs, session.outputs)
         : decodeOipRequest(request.json, session.inputs, session.outputs, request.binary);
@@ -157,9 +173,25 @@ export class InferenceService {
     throw new ResponseTooLargeError(`the answer is ${answerBytes(answer)} bytes even with every output staged, over the ${limit}-byte limit of a response`);
   }
 
+  /** A plain image body (`content-type: image/*`) for a model with one image input. */
+  async inferImage(selector: ModelSelector, image: Buffer): Promise<ServiceAnswer> {
+    const manifest = await this.deps.registry.resolve(selector);
+    const answer = await this.deps.sessions.use(manifest, async (session) => {
+      const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest));
+      const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
+      return this.encodeFitting(manifest, asJsonAnswer(decoded), results);
+    });
+    return { body: answer.json, binary: answer.binary, model: manifest.model, version: manifest.version };
+  }
+
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
     const body = await this.deps.sessions.use(manifest, async (session) => {
+      if (manifest.preprocess !== undefined || manifest.postprocess !== undefined) {
+        const decoded = await decodeDeclaredPredict(request, session.inputs, session.outputs, declarationsOf(manifest));
+        const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
+        return encodePredictResponse(decoded, results);
+      }
       const decoded = decodePredictRequest(request, session.inputs, session.outputs);
       const results = await this.run(session, manifest, decoded.feeds, decoded.outputs);
       const text = encodePredictResponse(decoded, results);

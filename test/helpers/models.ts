@@ -379,3 +379,41 @@ export function attentionBlockModel(options: { hidden?: number; heads?: number; 
     nodes,
   });
 }
+
+/**
+ * A colour classifier: image[batch, 3, size, size] (RGB in [0, 1]) -> GlobalAveragePool ->
+ * Flatten -> Gemm -> logits[batch, 3]. Each logit is 10 x its channel's mean - 3 x the sum of
+ * all three, so a red photo scores class 0, green 1, blue 2: an image model whose right answer
+ * is known without training.
+ */
+export function colourClassifierModel(options: { batch?: number | string; size?: number } = {}): Uint8Array {
+  const { batch = 'N', size = 16 } = options;
+  const w = [7, -3, -3, -3, 7, -3, -3, -3, 7];
+  return model({
+    name: 'colours',
+    inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [batch, 3, size, size] }],
+    outputs: [{ name: 'logits', elemType: ONNX.FLOAT, shape: [batch, 3] }],
+    initializers: [floatTensor('w', [3, 3], w), floatTensor('b', [3], [0, 0, 0])],
+    nodes: [
+      { opType: 'GlobalAveragePool', inputs: ['image'], outputs: ['pooled'] },
+      { opType: 'Flatten', inputs: ['pooled'], outputs: ['flat'], attributes: [{ name: 'axis', i: 1 }] },
+      { opType: 'Gemm', inputs: ['flat', 'w', 'b'], outputs: ['logits'] },
+    ],
+  });
+}
+
+/**
+ * A "red-ness" segmenter: image[batch, 3, size, size] (RGB in [0, 1]) -> 1x1 Conv with weights
+ * (10, 0, -10) -> mask[batch, 1, size, size] logits. Red pixels score high, blue ones low, so
+ * the right mask of a picture is known without training.
+ */
+export function redMaskModel(options: { batch?: number | string; size?: number } = {}): Uint8Array {
+  const { batch = 'N', size = 32 } = options;
+  return model({
+    name: 'redmask',
+    inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [batch, 3, size, size] }],
+    outputs: [{ name: 'mask', elemType: ONNX.FLOAT, shape: [batch, 1, size, size] }],
+    initializers: [floatTensor('k', [1, 3, 1, 1], [10, 0, -10]), floatTensor('kb', [1], [0])],
+    nodes: [{ opType: 'Conv', inputs: ['image', 'k', 'kb'], outputs: ['mask'] }],
+  });
+}

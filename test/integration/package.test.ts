@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { hashApiKey } from '../../lib/auth/api-key';
-import { publishModel } from '../helpers/app';
+import sharp from 'sharp';
+import { publishVersion } from '../../lib/registry/registry';
+import { ObjectStore } from '../../lib/storage/object-store';
+import { describeModel, publishModel } from '../helpers/app';
 import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { mlpModel } from '../helpers/models';
+import { colourClassifierModel, mlpModel } from '../helpers/models';
 
 // `npm run package` offline: build the layer, run `serverless package`, and check what would be
 // deployed: the CloudFormation template and the zips. Then run the packaged handler the way
@@ -16,6 +19,7 @@ import { mlpModel } from '../helpers/models';
 const ROOT = resolve(__dirname, '..', '..');
 const SLS = join(ROOT, 'node_modules', 'serverless', 'bin', 'serverless.js');
 const LAYER = join(ROOT, 'layers', 'onnxruntime');
+const SHARP_LAYER = join(ROOT, 'layers', 'sharp');
 const MB = 1024 * 1024;
 const run = promisify(execFile);
 
@@ -40,6 +44,7 @@ beforeAll(async () => {
   temp = mkdtempSync(join(tmpdir(), 'package-'));
   pkgDir = join(temp, 'pkg');
   await run(process.execPath, [join(ROOT, 'layers', 'build-layer.mjs')], { cwd: ROOT });
+  await run(process.execPath, [join(ROOT, 'layers', 'build-sharp-layer.mjs')], { cwd: ROOT });
   const env: NodeJS.ProcessEnv = { ...process.env, ESBUILD_WORK_FOLDER: `.esbuild-package-${process.pid}`, SLS_TELEMETRY_DISABLED: '1' };
   for (const name of ['AWS_PROFILE', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'MODELS_BUCKET', 'API_KEY_HASHES', 'S3_ENDPOINT']) {
     delete env[name];
@@ -72,7 +77,7 @@ describe('serverless package', () => {
       MemorySize: 1769,
       Timeout: 29,
       EphemeralStorage: { Size: 2048 },
-      Layers: [{ Ref: 'OnnxruntimeLambdaLayer' }],
+      Layers: [{ Ref: 'OnnxruntimeLambdaLayer' }, { Ref: 'SharpLambdaLayer' }],
       Role: { 'Fn::GetAtt': ['InferRole', 'Arn'] },
     });
     expect(fn.Properties.Environment.Variables).toMatchObject({
@@ -86,13 +91,24 @@ describe('serverless package', () => {
   });
 
   test('the layer: declared for nodejs22.x x86_64, at most 60 MB unzipped, linux x64 only, no AWS SDK', () => {
-    const [, layer] = resourcesOf('AWS::Lambda::LayerVersion')[0]!;
+    const [, layer] = resourcesOf('AWS::Lambda::LayerVersion').find(([name]) => name === 'OnnxruntimeLambdaLayer')!;
     expect(layer.Properties).toMatchObject({ CompatibleRuntimes: ['nodejs22.x'], CompatibleArchitectures: ['x86_64'] });
     expect(dirBytes(LAYER)).toBeLessThanOrEqual(60 * MB);
     const modules = readdirSync(join(LAYER, 'nodejs', 'node_modules')).sort();
     expect(modules).toEqual(['onnxruntime-common', 'onnxruntime-node']);
     expect(readdirSync(join(LAYER, 'nodejs', 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6'))).toEqual(['linux']);
     expect(readdirSync(join(LAYER, 'nodejs', 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux'))).toEqual(['x64']);
+  });
+
+  test('the sharp layer: nodejs22.x x86_64, at most 30 MB unzipped, sharp and its linux x64 binaries only; the infer zip does not carry sharp', async () => {
+    const [, layer] = resourcesOf('AWS::Lambda::LayerVersion').find(([name]) => name === 'SharpLambdaLayer')!;
+    expect(layer.Properties).toMatchObject({ CompatibleRuntimes: ['nodejs22.x'], CompatibleArchitectures: ['x86_64'] });
+    expect(dirBytes(SHARP_LAYER)).toBeLessThanOrEqual(30 * MB);
+    const modules = join(SHARP_LAYER, 'nodejs', 'node_modules');
+    expect(readdirSync(modules).sort()).toEqual(['@img', 'detect-libc', 'semver', 'sharp']);
+    expect(readdirSync(join(modules, '@img')).sort()).toEqual(['colour', 'sharp-libvips-linux-x64', 'sharp-linux-x64']);
+    const { stdout } = await run('python3', ['-m', 'zipfile', '-l', join(pkgDir, 'infer.zip')]);
+    expect(stdout).not.toMatch(/sharp|@img|libvips/);
   });
 
   test('the convert function: layer, memory, S3 trigger on uploads/*.onnx, bounded retries, failure queue', () => {
@@ -217,6 +233,16 @@ describe('the packaged handler on the layer alone', () => {
   beforeAll(async () => {
     s3 = await startLocalS3();
     await publishModel(s3, 'mlp', 1, mlpModel(), { label: 'stable' });
+    const colours = colourClassifierModel();
+    await publishVersion(
+      new ObjectStore(s3.client(), s3.bucket),
+      {
+        model: 'colours', version: 1, ...(await describeModel(colours)), evaluation: { passed: true }, conversion: { classLabels: ['red', 'green', 'blue'] },
+        preprocess: { image: { type: 'image', scale: 1 / 255 } }, postprocess: { logits: { type: 'classification', topK: 1 } },
+      },
+      colours,
+      'stable',
+    );
   });
 
   afterAll(async () => {
@@ -257,5 +283,44 @@ describe('the packaged handler on the layer alone', () => {
     const probs = (JSON.parse(result.body) as { outputs: { data: number[] }[] }).outputs[0]!.data;
     expect(probs).toHaveLength(3);
     expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+  });
+
+  test('loads sharp from its layer (project node_modules out of reach) and answers a label for a posted image', async () => {
+    const task = join(temp, 'var', 'task-image');
+    await run('python3', ['-m', 'zipfile', '-e', join(pkgDir, 'infer.zip'), task]);
+    const red = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 230, g: 20, b: 10 } } }).png().toBuffer();
+    const event = {
+      ...httpEvent('POST', '/v2/models/colours/infer', { headers: { 'content-type': 'image/png' }, apiKey: 'layer-key' }),
+      body: red.toString('base64'),
+      isBase64Encoded: true,
+    };
+    const script = `
+      const { handler } = require(${JSON.stringify(join(task, 'handlers', 'infer.js'))});
+      handler(${JSON.stringify(event)}, ${JSON.stringify(lambdaContext())})
+        .then((r) => {
+          const where = require.resolve('sharp');
+          if (!where.startsWith(${JSON.stringify(SHARP_LAYER)})) throw new Error('sharp resolved outside its layer: ' + where);
+          process.stdout.write(JSON.stringify(r));
+        })
+        .catch((e) => { console.error(e); process.exit(1); });`;
+    const { stdout } = await run(process.execPath, ['-e', script], {
+      cwd: task,
+      env: {
+        PATH: process.env.PATH,
+        NODE_PATH: [join(LAYER, 'nodejs', 'node_modules'), join(SHARP_LAYER, 'nodejs', 'node_modules')].join(':'),
+        MODELS_BUCKET: s3.bucket,
+        S3_ENDPOINT: s3.endpoint,
+        API_KEY_HASHES: hashApiKey('layer-key'),
+        AWS_REGION: 'us-east-1',
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1769',
+        MODEL_CACHE_DIR: join(temp, 'tmp-cache-image'),
+        POWERTOOLS_LOG_LEVEL: 'SILENT',
+        POWERTOOLS_METRICS_DISABLED: 'true',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+    });
+    const result = JSON.parse(stdout) as { statusCode: number; body: string };
+    expect(result.statusCode).toBe(200);
+    expect(JSON.parse(result.body)).toMatchObject({ model_name: 'colours', outputs: [{ name: 'logits', datatype: 'BYTES', shape: [1, 1], data: [expect.stringMatching(/^0\.\d+:0:red$/)] }] });
   });
 });

@@ -3,7 +3,7 @@
  * published versions, infer, move labels. Talks to the local stack (`npm start`) by default,
  * or to a deployed stage with --api and --bucket (AWS credentials from the usual chain).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseUploadOptions } from '../../lib/convert/options';
@@ -23,6 +23,7 @@ commands
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
   infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)
+  infer <model> --image <photo.jpg|png|webp> [--out <mask.png>]  an image to a model that declared one; labels, or the mask written
   promote <model> <version> [--label stable]                  point a label at a version
   rollback <model> [--label stable]                           move a label back to the previous passing version
 
@@ -251,14 +252,34 @@ async function show(t: Target, model: string): Promise<number> {
   return 0;
 }
 
-async function infer(t: Target, model: string, inputFile: string | undefined, raw: boolean, version?: string, label?: string): Promise<number> {
+const IMAGE_TYPES: Readonly<Record<string, string>> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp' };
+
+/** The request body: an OIP JSON file, or an image file POSTed as it is (`content-type: image/*`). */
+function inferBody(inputFile: string | undefined, imageFile: string | undefined): { type: string; body: string | Buffer } {
+  if (inputFile !== undefined && imageFile !== undefined) throw new UserError('give --input or --image, not both');
+  if (imageFile !== undefined) {
+    const type = IMAGE_TYPES[extname(imageFile).toLowerCase()];
+    if (!type) throw new UserError(`--image ${imageFile}: use a .jpg, .jpeg, .png or .webp file`);
+    try {
+      return { type, body: readFileSync(imageFile) };
+    } catch (err) {
+      throw new UserError(`cannot read ${imageFile}: ${(err as Error).message}`);
+    }
+  }
+  if (!inputFile) throw new UserError('infer needs --input <request.json> (an Open Inference Protocol v2 request) or --image <photo>');
+  return { type: 'application/json', body: JSON.stringify(readJsonFile(inputFile, 'input file')) };
+}
+
+const PNG_SIGNATURE = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
+
+async function infer(t: Target, model: string, inputFile: string | undefined, raw: boolean, version?: string, label?: string, imageFile?: string, outFile?: string): Promise<number> {
   userCheck(() => checkModelName(model));
-  if (!inputFile) throw new UserError('infer needs --input <request.json> (an Open Inference Protocol v2 request)');
+  const { type, body } = inferBody(inputFile, imageFile);
   if (version !== undefined && label !== undefined) throw new UserError('give --version or --label, not both');
-  const body = readJsonFile(inputFile, 'input file');
   const path = version !== undefined ? `/versions/${userCheck(() => parseVersion(version))}` : label !== undefined ? `/labels/${userCheck(() => checkLabel(label))}` : '';
   const url = `${t.apiUrl}/v2/models/${model}${path}/infer`;
-  const wire = userCheck(() => toWire(body));
+  // An image goes as it is; a JSON request with large inputs goes as binary tensors.
+  const wire = typeof body === 'string' ? userCheck(() => toWire(JSON.parse(body) as unknown)) : { body, headers: { 'content-type': type }, binaryInputs: 0 };
   const res = await fetch(url, { method: 'POST', headers: { ...wire.headers, ...(t.apiKey ? { 'x-api-key': t.apiKey } : {}) }, body: wire.body });
   const bytes = Buffer.from(await res.arrayBuffer());
   if (!res.ok) {
@@ -286,6 +307,24 @@ async function infer(t: Target, model: string, inputFile: string | undefined, ra
       continue;
     }
     const data = o.data ?? [];
+    const first = data[0];
+    // A mask answers base64 PNGs; with --out the first one is written, not printed.
+    if (o.datatype === 'BYTES' && typeof first === 'string' && Buffer.from(first.slice(0, 12), 'base64').subarray(0, 8).equals(PNG_SIGNATURE)) {
+      if (outFile) {
+        writeFileSync(outFile, Buffer.from(first, 'base64'));
+        console.log(`  ${o.name}: PNG mask written to ${outFile}${data.length > 1 ? ` (the first of ${data.length})` : ''}`);
+      } else console.log(`  ${o.name}: ${data.length} PNG mask${data.length > 1 ? 's' : ''}; --out <file.png> writes it`);
+      continue;
+    }
+    // Classification strings "<score>:<index>[:<label>]": one line per class.
+    if (o.datatype === 'BYTES' && data.length > 0 && data.every((v) => typeof v === 'string' && /^[^:]+:\d+(:.*)?$/.test(v))) {
+      console.log(`  ${o.name}:`);
+      for (const v of data as string[]) {
+        const [score = '', index = '', ...name] = v.split(':');
+        console.log(`    ${Number(score).toFixed(4)}  ${name.length ? name.join(':') : `class ${index}`}`);
+      }
+      continue;
+    }
     const shown = data.slice(0, 8).map((v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v));
     const more = data.length > shown.length ? ` ... (${data.length} values; --json prints them all)` : '';
     console.log(`  ${o.name} ${o.datatype}[${o.shape.join(',')}]: ${JSON.stringify(shown)}${more}`);
@@ -338,6 +377,8 @@ async function main(argv: string[]): Promise<number> {
       bucket: { type: 'string' },
       'api-key': { type: 'string' },
       json: { type: 'boolean' },
+      image: { type: 'string' },
+      out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -361,7 +402,7 @@ async function main(argv: string[]): Promise<number> {
         return await show(target, args[0]);
       case 'infer':
         if (!args[0]) throw new UserError('infer needs a model name');
-        return await infer(target, args[0], values.input, values.json === true, values.version, values.label);
+        return await infer(target, args[0], values.input, values.json === true, values.version, values.label, values.image, values.out);
       case 'promote':
         if (!args[0]) throw new UserError('promote needs a model name and a version');
         return await promote(target, args[0], args[1] ?? values.version, label);
