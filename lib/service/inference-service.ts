@@ -52,7 +52,7 @@ export interface InferBody {
 }
 
 /** The extensions of the Open Inference Protocol this server implements, for server metadata. */
-export const EXTENSIONS = ['binary_tensor_data', 'staged_tensors'];
+export const EXTENSIONS = ['binary_tensor_data', 'classification', 'staged_tensors'];
 
 /** Room left in a response for its headers and the Lambda envelope. */
 const ENVELOPE_BYTES = 2048;

@@ -215,7 +215,7 @@ describe('binary tensor data', () => {
 
   test('server metadata lists the extensions the server implements', async () => {
     const answer = await send('/v2', undefined, {}, t, 'GET');
-    expect(answer.json().extensions).toEqual(['binary_tensor_data', 'staged_tensors']);
+    expect(answer.json().extensions).toEqual(['binary_tensor_data', 'classification', 'staged_tensors']);
   });
 
   test('"inputs": [] calls a model that has no inputs; a model with inputs still needs them', async () => {

@@ -173,7 +173,7 @@ describe('OIP v2 inference against models published in a real local S3', () => {
     expect((await call('GET', '/v2/health/ready', { apiKey: null })).status).toBe(200);
     const server = await call('GET', '/v2');
     expect(server.status).toBe(200);
-    expect(server.json).toMatchObject({ name: expect.any(String), version: expect.any(String), extensions: ['binary_tensor_data', 'staged_tensors'] });
+    expect(server.json).toMatchObject({ name: expect.any(String), version: expect.any(String), extensions: ['binary_tensor_data', 'classification', 'staged_tensors'] });
     expect((await call('GET', '/v2', { apiKey: null })).status).toBe(401);
   });
 

@@ -435,7 +435,7 @@ function validRoutes(r: Rand): CaseBody {
         `TF status ${model}${sel}`,
       );
     case 3:
-      return get('/v2', { extensions: ['binary_tensor_data', 'staged_tensors'] }, 'server metadata');
+      return get('/v2', { extensions: ['binary_tensor_data', 'classification', 'staged_tensors'] }, 'server metadata');
     case 4:
       return { ...get('/v2/health/live', { live: true }, 'live, no key'), apiKey: r.chance(0.5) ? null : undefined };
     default:
