@@ -74,7 +74,8 @@ export function inferFn(app: InferenceApp, obs: Observability) {
     } else {
       obs.logger.info('request served', fields);
     }
-    return { statusCode: status, headers: outcome.response.headers, body: outcome.response.body };
+    const binary = outcome.response.isBase64Encoded ? { isBase64Encoded: true } : {};
+    return { statusCode: status, headers: outcome.response.headers, body: outcome.response.body, ...binary };
   };
 }
 

@@ -1,7 +1,7 @@
 import { checkApiKey } from '../auth/api-key';
 import { InvalidRequestError, PayloadTooLargeError, toErrorBody, UnsupportedMediaTypeError } from '../errors';
 import type { InferenceService, ServiceAnswer } from '../service/inference-service';
-import { isImageBody, readImageBody } from './image-body';
+import { isImageBody, readImageBody, wantsPng } from './image-body';
 import { isPublic, matchRoute, type Route } from './routes';
 
 /** An HTTP request, whatever carried it (API Gateway v2, a test). Header names are lower-case. */
@@ -17,6 +17,8 @@ export interface HttpResponse {
   statusCode: number;
   headers: Record<string, string>;
   body: string;
+  /** The body is base64 of binary content (a PNG mask), as API Gateway expects it. */
+  isBase64Encoded?: boolean;
 }
 
 /** What the handler logs and counts about one request. */
@@ -94,7 +96,7 @@ async function dispatch(route: Route, req: HttpRequest, service: InferenceServic
     case 'tfStatus':
       return service.tfStatus(route.selector);
     case 'infer':
-      if (isImageBody(req)) return service.inferImage(route.selector, readImageBody(req, settings.maxBodyBytes));
+      if (isImageBody(req)) return service.inferImage(route.selector, readImageBody(req, settings.maxBodyBytes), wantsPng(req));
       return service.infer(route.selector, parseJsonBody(req, settings.maxBodyBytes));
     case 'tfPredict':
       return service.predict(route.selector, parseJsonBody(req, settings.maxBodyBytes));
@@ -111,8 +113,11 @@ export async function handleHttp(req: HttpRequest, service: InferenceService, se
     route = matchRoute(req.method, req.path);
     if (!isPublic(route) && !settings.authDisabled) checkApiKey(req.headers, settings.apiKeyHashes);
     const answer = await dispatch(route, req, service, settings);
+    const response: HttpResponse = answer.png
+      ? { statusCode: 200, headers: { 'content-type': 'image/png' }, body: answer.png.toString('base64'), isBase64Encoded: true }
+      : { statusCode: 200, headers: JSON_HEADERS, body: answer.body };
     return {
-      response: { statusCode: 200, headers: JSON_HEADERS, body: answer.body },
+      response,
       route: route.kind,
       model: answer.model,
       version: answer.version,

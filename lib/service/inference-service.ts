@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError } from '../errors';
-import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath } from '../prepost/serve-oip';
+import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath, onlyPng } from '../prepost/serve-oip';
 import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
 import { decodeOipRequest, encodeOipResponse } from '../protocol/oip';
 import { decodePredictRequest, encodePredictResponse } from '../protocol/tfserving';
@@ -19,6 +19,8 @@ export interface Telemetry {
 /** A JSON answer with the model it concerned (for logs and metrics). */
 export interface ServiceAnswer {
   body: string;
+  /** A binary answer instead of JSON: a mask model's PNG, when the client asked for one. */
+  png?: Buffer;
   model?: string;
   version?: number;
 }
@@ -98,14 +100,16 @@ export class InferenceService {
   }
 
   /** A plain image body (`content-type: image/*`) for a model with one image input. */
-  async inferImage(selector: ModelSelector, image: Buffer): Promise<ServiceAnswer> {
+  async inferImage(selector: ModelSelector, image: Buffer, asPng = false): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
+    let png: Buffer | undefined;
     const body = await this.deps.sessions.use(manifest, async (session) => {
-      const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest));
+      const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest), asPng);
       const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
+      if (asPng) png = onlyPng(results, decoded.outputs);
       return encodeOipResponse(manifest.model, manifest.version, undefined, decoded.outputs, results);
     });
-    return { body, model: manifest.model, version: manifest.version };
+    return { body, png, model: manifest.model, version: manifest.version };
   }
 
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
