@@ -25,7 +25,7 @@ export interface ImagePreprocess {
   scale: number;
   mean: number[];
   std: number[];
-  /** Largest decoded image accepted, in pixels, read from the header before decoding. */
+  /** Most pixels accepted, for one request's images together, read from the headers before decoding. */
   maxPixels: number;
 }
 

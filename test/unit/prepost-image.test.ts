@@ -277,6 +277,14 @@ describe('image -> tensor: bad images are a 400 that names the input', () => {
     await refused([await photo(40, 30)], 'input "image": the image is 40x30 = 1200 pixels, over this model\'s limit of 1000', small);
   });
 
+  test('the pixel limit bounds a batch\'s images together, checked from the headers before any is decoded', async () => {
+    const d = declare({ maxPixels: 2000 }, [-1, 3, 16, 16]);
+    // The third file is garbage: the limit is met on the second header, so it is never read.
+    await refused([await photo(40, 30), await photo(40, 30), Buffer.from('never read')], 'input "image": the 2 images hold 2400 pixels together, over this model\'s limit of 2000 per request', d);
+    const fits = await imagesToTensor('image', [await photo(30, 30), await photo(30, 30)], d.decl, d.spec);
+    expect(fits.tensor.dims).toEqual([2, 3, 16, 16]);
+  });
+
   test('the number of images must fit the batch dim', async () => {
     const one = await photo(20, 20);
     await refused([], 'input "image": no image was sent');
