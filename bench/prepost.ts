@@ -8,8 +8,8 @@
  *             640x480 JPEG, ~90 KB, decode, resize, normalize, run, softmax, top-5), against a bare
  *             session.run of the same model on a ready tensor: the added time, in ms.
  *   cold      a tensor-only model's cold start (fresh process, first answer, cold-app.ts) built
- *             from this tree against the same file built from the commit this work grew from
- *             (`git merge-base HEAD main`, or BENCH_PREPOST_BASE). Target <= 1.05x.
+ *             from this tree against the same file built from the commit before lib/prepost first
+ *             appeared (or BENCH_PREPOST_BASE). Target <= 1.05x.
  *
  * Medians of BENCH_PREPOST_REPS (default 15; 7 for cold) after a discarded warm-up.
  */
@@ -149,9 +149,10 @@ function child(script: string, env: Record<string, string>): Promise<ChildReport
 async function coldFigure(): Promise<void> {
   let base = process.env.BENCH_PREPOST_BASE;
   try {
-    base ??= execFileSync('git', ['merge-base', 'HEAD', 'main'], { cwd: root, encoding: 'utf8' }).trim();
-    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    if (base === head) throw new Error('the base is this commit');
+    // The commit before lib/prepost first appeared: stable once this work is merged, unlike a merge-base.
+    const added = execFileSync('git', ['log', '--diff-filter=A', '--format=%H', '--', 'lib/prepost/declarations.ts'], { cwd: root, encoding: 'utf8' }).trim().split('\n').pop();
+    if (!added) throw new Error('no commit adds lib/prepost/declarations.ts');
+    base ??= execFileSync('git', ['rev-parse', `${added}^`], { cwd: root, encoding: 'utf8' }).trim();
   } catch (err) {
     console.log(`\n### Tensor-only cold start before vs after: skipped (${(err as Error).message.split('\n')[0]}); set BENCH_PREPOST_BASE to a commit without lib/prepost`);
     return;

@@ -8,6 +8,7 @@ import { nextVersion, publishVersion, setAlias } from '../registry/registry';
 import { sha256Hex } from '../storage/hash';
 import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { checkDeclarations, DeclarationError } from '../prepost/declarations';
+import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions } from './options';
 import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
@@ -121,6 +122,16 @@ function fitDeclarations(...args: Parameters<typeof checkDeclarations>): ReturnT
   }
 }
 
+/** Image sample inputs decoded for the evaluation; one that cannot be fails the job with its reason. */
+async function fitImageSamples(...args: Parameters<typeof imageSampleFeeds>): ReturnType<typeof imageSampleFeeds> {
+  try {
+    return await imageSampleFeeds(...args);
+  } catch (err) {
+    if (err instanceof DeclarationError) throw new ConversionError(`options: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
 /** The upload's options file, parsed; a file that is not JSON is the upload's fault, not S3's. */
 async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
   let bytes: Buffer;
@@ -186,6 +197,11 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     validateModel(source, deps.maxModelBytes);
     timingsMs.validate = performance.now() - started;
 
+    if (options.imageSamples && options.declarations) {
+      // Images among the sample inputs become tensors through the declared pre-processing.
+      const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOf(source));
+      for (const { sample, input, tensor } of fed) (options.pipeline.evaluate.samples?.[sample] ?? {})[input] = tensor;
+    }
     options.pipeline.evaluate.intraOpNumThreads = deps.intraOpNumThreads;
     const result = await convertModel(source, options.pipeline);
     Object.assign(timingsMs, result.timingsMs);

@@ -2,6 +2,7 @@ import type { Tensor } from 'onnxruntime-node';
 import { byOip } from '../protocol/dtypes';
 import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tensor-codec';
 import { DeclarationError, isEmpty, parseDeclarations, type Declarations } from '../prepost/declarations';
+import { readImageSample, type ImageSample } from '../prepost/samples';
 import { checkLabel } from '../registry/manifest';
 import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
@@ -15,6 +16,8 @@ export interface UploadOptions {
   classLabels?: string[];
   /** Declared pre- and post-processing, parsed; checked against the model by the job. */
   declarations?: Declarations;
+  /** Sample inputs given as images: the job decodes them into `pipeline.evaluate.samples`. */
+  imageSamples?: ImageSample[];
 }
 
 const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'fp16', 'none'];
@@ -33,11 +36,25 @@ function number(value: unknown, key: string, min: number, max: number): number {
   return value;
 }
 
-/** One sample: `{input: {shape, datatype, data}}`, in OIP terms, decoded with the serving codec. */
-function sample(value: unknown, index: number): Record<string, Tensor> {
+/**
+ * One sample: `{input: {shape, datatype, data}}`, in OIP terms, decoded with the serving codec;
+ * an input declared as an image may instead hold `{"b64": "<file>"}` (or an array of them),
+ * collected in `images` for the job to decode once it knows the model.
+ */
+function sample(value: unknown, index: number, images: ImageSample[]): Record<string, Tensor> {
   if (!isObject(value)) fail(`sampleInputs[${index}] must be an object of named inputs`);
   const feeds: Record<string, Tensor> = {};
   for (const [name, t] of Object.entries(value)) {
+    let files;
+    try {
+      files = readImageSample(t, `sampleInputs[${index}].${name}`);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    if (files) {
+      images.push({ sample: index, input: name, files });
+      continue;
+    }
     if (!isObject(t)) fail(`sampleInputs[${index}].${name} must be {shape, datatype, data}`);
     const info = typeof t.datatype === 'string' ? byOip(t.datatype) : undefined;
     if (!info) fail(`sampleInputs[${index}].${name}.datatype is not a known datatype`);
@@ -103,7 +120,9 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   }
   if (raw.sampleInputs !== undefined) {
     if (!Array.isArray(raw.sampleInputs) || raw.sampleInputs.length === 0) fail('"sampleInputs" must be a non-empty array');
-    pipeline.evaluate.samples = raw.sampleInputs.map(sample);
+    const images: ImageSample[] = [];
+    pipeline.evaluate.samples = raw.sampleInputs.map((v, i) => sample(v, i, images));
+    if (images.length > 0) out.imageSamples = images;
   }
   if (raw.classLabels !== undefined) {
     if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');
@@ -118,5 +137,6 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
       throw err;
     }
   }
+  if (out.imageSamples && !out.declarations) fail(`sampleInputs[${out.imageSamples[0]?.sample}].${out.imageSamples[0]?.input}: images are accepted only for an input declared in preprocess as an image`);
   return out;
 }

@@ -2,7 +2,7 @@ import { checkApiKey } from '../auth/api-key';
 import { InvalidRequestError, toErrorBody, UnsupportedMediaTypeError } from '../errors';
 import type { InferBody, InferenceService, ServiceAnswer } from '../service/inference-service';
 import { chooseResponseEncoding, compressBody, readBody } from './body';
-import { isImageBody, readImageBody } from './image-body';
+import { isImageBody, readImageBody, wantsPng } from './image-body';
 import { isPublic, matchRoute, type Route } from './routes';
 
 /** An HTTP request, whatever carried it (API Gateway v2, a test). Header names are lower-case. */
@@ -18,7 +18,7 @@ export interface HttpResponse {
   statusCode: number;
   headers: Record<string, string>;
   body: string;
-  /** The body is base64 of binary content (API Gateway decodes it before the client sees it). */
+  /** The body is base64 of binary content (binary tensors, a PNG mask); API Gateway decodes it before the client sees it. */
   isBase64Encoded?: boolean;
 }
 
@@ -130,7 +130,7 @@ async function dispatch(route: Route, req: HttpRequest, service: InferenceServic
     case 'tfStatus':
       return service.tfStatus(route.selector);
     case 'infer':
-      if (isImageBody(req)) return service.inferImage(route.selector, readImageBody(req, settings.maxBodyBytes));
+      if (isImageBody(req)) return service.inferImage(route.selector, readImageBody(req, settings.maxBodyBytes), wantsPng(req));
       return service.infer(route.selector, parseInferBody(req, settings.maxBodyBytes));
     case 'staging':
       return service.stagingTicket();
@@ -140,10 +140,11 @@ async function dispatch(route: Route, req: HttpRequest, service: InferenceServic
 }
 
 /**
- * A 200 answer: JSON, or the JSON header and binary tensors as one base64 body; compressed
+ * A 200 answer: JSON, a PNG, or the JSON header and binary tensors as one base64 body; compressed
  * when the client accepts gzip or deflate and the body gains from it.
  */
 function toResponse(answer: ServiceAnswer, req: HttpRequest): HttpResponse {
+  if (answer.png) return { statusCode: 200, headers: { 'content-type': 'image/png' }, body: answer.png.toString('base64'), isBase64Encoded: true };
   let headers: Record<string, string> = JSON_HEADERS;
   let bytes: Buffer | undefined;
   if (answer.binary && answer.binary.length > 0) {

@@ -23,3 +23,9 @@ export function readImageBody(req: HttpRequest, maxBytes: number): Buffer {
   if (bytes.byteLength === 0) throw new InvalidRequestError('request body is empty; send the image file');
   return bytes;
 }
+
+/** True when the client asks for the answer as a PNG (`accept: image/png`), a mask model's whole answer. */
+export function wantsPng(req: HttpRequest): boolean {
+  const accept = req.headers.accept;
+  return accept !== undefined && /(^|,)\s*image\/png\s*(;|,|$)/i.test(accept);
+}

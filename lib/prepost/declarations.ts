@@ -25,7 +25,7 @@ export interface ImagePreprocess {
   scale: number;
   mean: number[];
   std: number[];
-  /** Largest decoded image accepted, in pixels, read from the header before decoding. */
+  /** Most pixels accepted, for one request's images together, read from the headers before decoding. */
   maxPixels: number;
 }
 
@@ -35,6 +35,7 @@ export type Activation = 'softmax' | 'sigmoid' | 'none';
 export interface ClassificationPostprocess {
   type: 'classification';
   activation: Activation;
+  /** Classes answered, best first (default 5, or every class when there are fewer). */
   topK: number;
 }
 
@@ -57,6 +58,8 @@ export interface Declarations {
   postprocess: Record<string, Postprocess>;
 }
 
+/** Classes a classification answers when its declaration does not say (fewer if the model has fewer). */
+const DEFAULT_TOP_K = 5;
 /** Beyond any photo a camera takes (~100 MP); a larger image is refused before it is decoded. */
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 /** No tensor side above this: a 16384 x 16384 image tensor is already 3 GiB in float32. */
@@ -141,7 +144,8 @@ function parseClassification(raw: Record<string, unknown>, where: string): Class
   return {
     type: 'classification',
     activation: raw.activation === undefined ? 'softmax' : oneOf(raw.activation, ['softmax', 'sigmoid', 'none'] as const, `${where}.activation`),
-    topK: raw.topK === undefined ? 5 : integer(raw.topK, `${where}.topK`, 1, 1_000_000),
+    // 0 until checked against the model: then 5, or every class when there are fewer.
+    topK: raw.topK === undefined ? 0 : integer(raw.topK, `${where}.topK`, 1, 1_000_000),
   };
 }
 
@@ -260,7 +264,7 @@ function fitClassification(decl: ClassificationPostprocess, spec: TensorSpec, wh
     if (classLabels && classLabels.length !== classes) fail(`${where}: classLabels has ${classLabels.length} names but output "${spec.name}" has ${classes} classes`);
     if (decl.topK > classes) fail(`${where}.topK is ${decl.topK} but output "${spec.name}" has ${classes} classes`);
   }
-  return decl;
+  return { ...decl, topK: decl.topK || (classes === -1 ? DEFAULT_TOP_K : Math.min(DEFAULT_TOP_K, classes)) };
 }
 
 /** A mask output: `[N, 1, H, W]`, `[N, H, W, 1]`, `[N, H, W]`, `[1, H, W]` or `[H, W]`, float scores. */

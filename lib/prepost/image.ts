@@ -17,8 +17,14 @@ let sharpLoad: Promise<SharpFactory> | undefined;
 export function loadSharp(): Promise<SharpFactory> {
   // require, not import(): the bundle keeps a dynamic import() as a real ES module import,
   // which does not search Lambda's layer folder (/opt/nodejs/node_modules); require does.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  sharpLoad ??= Promise.resolve().then(() => require('sharp') as SharpFactory);
+  sharpLoad ??= Promise.resolve().then(() => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const sharp = require('sharp') as SharpFactory & { cache(enabled: boolean): unknown };
+    // libvips' operation cache keeps recent images for reuse; every request's image is new, so
+    // it would only hold memory the next request needs.
+    sharp.cache(false);
+    return sharp;
+  });
   sharpLoad.catch(() => {
     sharpLoad = undefined;
   });
@@ -45,7 +51,7 @@ function refuse(where: string, message: string, cause?: unknown): never {
  * read from the header and checked before anything is decoded, so a small file that claims a
  * huge image (a decompression bomb) costs a header read, not gigabytes.
  */
-async function decodeOne(sharp: SharpFactory, bytes: Uint8Array, decl: ImagePreprocess, where: string): Promise<{ data: Buffer; width: number; height: number }> {
+async function readHeader(sharp: SharpFactory, bytes: Uint8Array, decl: ImagePreprocess, where: string): Promise<{ format: string; width: number; height: number }> {
   let meta;
   try {
     // Only the header is read here, so sharp's own pixel limit is off: ours follows, with its message.
@@ -61,7 +67,11 @@ async function decodeOne(sharp: SharpFactory, bytes: Uint8Array, decl: ImagePrep
   if (!(width > 0 && height > 0)) refuse(where, 'the image header gives no size');
   const pixels = width * height;
   if (pixels > decl.maxPixels) refuse(where, `the image is ${width}x${height} = ${pixels} pixels, over this model's limit of ${decl.maxPixels}`);
+  return { format, width, height };
+}
 
+/** Decodes one image whose header {@link readHeader} accepted, to raw 8-bit pixels of the declared size and channels. */
+async function decodeOne(sharp: SharpFactory, bytes: Uint8Array, decl: ImagePreprocess, where: string, format: string): Promise<Buffer> {
   const background = { r: decl.background[0], g: decl.background[1], b: decl.background[2], alpha: 1 };
   let pipeline = sharp(bytes, { limitInputPixels: decl.maxPixels, failOn: 'error', autoOrient: true })
     .flatten({ background })
@@ -77,7 +87,7 @@ async function decodeOne(sharp: SharpFactory, bytes: Uint8Array, decl: ImagePrep
   if (out.info.channels !== expected || out.info.width !== decl.width || out.info.height !== decl.height) {
     throw new Error(`image pipeline gave ${out.info.width}x${out.info.height}x${out.info.channels}, not ${decl.width}x${decl.height}x${expected}`);
   }
-  return { data: out.data, width, height };
+  return out.data;
 }
 
 const FORMATS_TEXT = 'JPEG, PNG or WebP';
@@ -115,9 +125,21 @@ export async function imagesToTensor(name: string, images: readonly Uint8Array[]
     refuse(`input "${name}"`, `${images.length} images were sent, but the model takes ${fixedBatch} at a time`);
   }
   const sharp = await loadSharp();
+  const where = (i: number): string => (images.length > 1 ? `input "${name}" image ${i}` : `input "${name}"`);
+  // Every header first: the pixel limit bounds the request's images together, so a batch of
+  // many images each just under it cannot cost many times what one may.
+  const headers = [];
+  let total = 0;
+  for (let i = 0; i < images.length; i++) {
+    const header = await readHeader(sharp, images[i] as Uint8Array, decl, where(i));
+    total += header.width * header.height;
+    if (total > decl.maxPixels) refuse(`input "${name}"`, `the ${i + 1} images hold ${total} pixels together, over this model's limit of ${decl.maxPixels} per request`);
+    headers.push(header);
+  }
   const decoded = [];
   for (let i = 0; i < images.length; i++) {
-    decoded.push(await decodeOne(sharp, images[i] as Uint8Array, decl, images.length > 1 ? `input "${name}" image ${i}` : `input "${name}"`));
+    const { format, width, height } = headers[i] as { format: string; width: number; height: number };
+    decoded.push({ data: await decodeOne(sharp, images[i] as Uint8Array, decl, where(i), format), width, height });
   }
 
   const { width: w, height: h } = decl;

@@ -214,7 +214,13 @@ export function classifyResults(results: Record<string, Tensor>, classify: Reado
  * A plain `POST` of one image file (`content-type: image/*`) to the infer route: the model
  * must take exactly one input, declared as an image; every output answers as declared.
  */
-export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations): Promise<DeclaredOipRequest> {
+export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations, asPng = false): Promise<DeclaredOipRequest> {
+  if (asPng) {
+    const only = outputs.length === 1 ? outputs[0] : undefined;
+    if (!only || declarations.postprocess[only.name]?.type !== 'mask') {
+      throw new InvalidRequestError(`accept: image/png answers the mask of a model with one output declared as a mask; this model's outputs are ${outputs.map((o) => `"${o.name}"`).join(', ')}: accept application/json`);
+    }
+  }
   const spec = inputs[0];
   const decl = spec && declarations.preprocess[spec.name];
   if (!spec || inputs.length !== 1 || !decl) {
@@ -230,4 +236,12 @@ export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec
   feeds[spec.name] = decoded.tensor;
   const chosen = [...outputs];
   return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations), masks: chooseMasks({}, chosen, declarations), sizes: decoded.sizes };
+}
+
+/** The one PNG of a one-output mask answer (checked by {@link decodeImagePost} before the run). */
+export function onlyPng(results: Record<string, Tensor>, outputs: readonly TensorSpec[]): Buffer {
+  const tensor = outputs.length === 1 && outputs[0] ? results[outputs[0].name] : undefined;
+  const first = tensor?.type === 'string' ? (tensor.data as string[])[0] : undefined;
+  if (first === undefined) throw new Error('the mask answer holds no PNG');
+  return Buffer.from(first, 'base64');
 }

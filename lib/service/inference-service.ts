@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Tensor } from 'onnxruntime-node';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError, ResponseTooLargeError } from '../errors';
-import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath, type DeclaredOipRequest } from '../prepost/serve-oip';
+import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath, onlyPng, type DeclaredOipRequest } from '../prepost/serve-oip';
 import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
 import { binarySize, chunksSize, decodeBinaryTensor, encodeBinaryTensor } from '../protocol/binary-tensor';
 import { infoOf } from '../protocol/feeds';
@@ -26,6 +26,8 @@ export interface ServiceAnswer {
   body: string;
   /** Binary tensors that follow the JSON (Triton's binary tensor data extension). */
   binary?: Uint8Array[];
+  /** A binary answer instead of JSON: a mask model's PNG, when the client asked for one. */
+  png?: Buffer;
   model?: string;
   version?: number;
 }
@@ -174,14 +176,16 @@ export class InferenceService {
   }
 
   /** A plain image body (`content-type: image/*`) for a model with one image input. */
-  async inferImage(selector: ModelSelector, image: Buffer): Promise<ServiceAnswer> {
+  async inferImage(selector: ModelSelector, image: Buffer, asPng = false): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
+    let png: Buffer | undefined;
     const answer = await this.deps.sessions.use(manifest, async (session) => {
-      const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest));
+      const decoded = await decodeImagePost(image, session.inputs, session.outputs, declarationsOf(manifest), asPng);
       const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
+      if (asPng) png = onlyPng(results, decoded.outputs);
       return this.encodeFitting(manifest, asJsonAnswer(decoded), results);
     });
-    return { body: answer.json, binary: answer.binary, model: manifest.model, version: manifest.version };
+    return { body: answer.json, binary: answer.binary, png, model: manifest.model, version: manifest.version };
   }
 
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {

@@ -118,7 +118,7 @@ describe('serverless package', () => {
       Handler: 'handlers/convert.handler',
       MemorySize: 3008,
       Timeout: 900,
-      Layers: [{ Ref: 'OnnxruntimeLambdaLayer' }],
+      Layers: [{ Ref: 'OnnxruntimeLambdaLayer' }, { Ref: 'SharpLambdaLayer' }],
       Role: { 'Fn::GetAtt': ['ConvertRole', 'Arn'] },
     });
     expect(fn.Properties.Environment.Variables).toMatchObject({ MODELS_BUCKET: 'onnx-lambda-test-models', MAX_MODEL_MB: '500' });

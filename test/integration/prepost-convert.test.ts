@@ -8,7 +8,8 @@ import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { convNetModel } from '../helpers/models';
+import sharp from 'sharp';
+import { colourClassifierModel, convNetModel } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -70,7 +71,35 @@ describe('declared pre- and post-processing through the conversion job', () => {
     expect(Object.keys(JSON.parse(res.body))).toEqual(['name', 'versions', 'platform', 'inputs', 'outputs']);
   });
 
+  test('sample inputs given as images go through the declared pre-processing into the evaluation', async () => {
+    const solid = async (r: number, g: number, b: number): Promise<string> =>
+      (await sharp({ create: { width: 40, height: 30, channels: 3, background: { r, g, b } } }).jpeg().toBuffer()).toString('base64');
+    const report = await runConvert('uploads/colours/model.onnx', colourClassifierModel(), {
+      mode: 'none',
+      classLabels: ['red', 'green', 'blue'],
+      preprocess: { image: { type: 'image', scale: 1 / 255 } },
+      postprocess: { logits: { type: 'classification' } },
+      sampleInputs: [{ image: { b64: await solid(220, 20, 20) } }, { image: [{ b64: await solid(20, 20, 220) }, { b64: await solid(20, 220, 20) }] }],
+    });
+    expect(report).toMatchObject({ status: 'succeeded', version: 1 });
+    // Two samples, three images: a red one, then a batch of blue and green.
+    const manifest = (await store.getJson(keys.manifest('colours', 1))) as { evaluation: { samples: number } };
+    expect(manifest.evaluation.samples).toBe(2);
+    expect(report.figures!.outputs.logits).toMatchObject({ top1Agreement: 1, decisiveRows: 3 });
+    expect(report.figures!.outputs.logits!.cosine).toBeGreaterThan(0.999);
+  });
+
   test.each([
+    [
+      'an image sample that is not an image',
+      { preprocess: { image: { type: 'image', channels: 'gray' , layout: 'NCHW' } }, sampleInputs: [{ image: { b64: Buffer.from('text').toString('base64') } }] },
+      'options: sampleInputs[0].image: input "image": not an image (JPEG, PNG or WebP expected)',
+    ],
+    [
+      'an image sample for an input not declared as an image',
+      { sampleInputs: [{ image: { b64: 'AAAA' } }] },
+      'options: sampleInputs[0].image: images are accepted only for an input declared in preprocess as an image',
+    ],
     [
       'a declaration that does not fit the model',
       { preprocess: { image: { type: 'image', channels: 'rgb' } } },

@@ -105,6 +105,24 @@ describe('a segmenter uploaded with a mask declaration answers PNG masks', () =>
     expect(raw.json.outputs[0]).toMatchObject({ name: 'mask', datatype: 'FP32', shape: [2, 1, 32, 32] });
   });
 
+  test('accept: image/png answers the mask itself, as API Gateway takes binary bodies', async () => {
+    const event = imagePost('hard', await halves(60, 40));
+    const res = (await serving.handler({ ...event, headers: { ...event.headers, accept: 'image/png' } }, lambdaContext('infer'))) as HttpResponse;
+    expect(res).toMatchObject({ statusCode: 200, headers: { 'content-type': 'image/png' }, isBase64Encoded: true });
+    const png = await pngPixels(res.body);
+    expect(png).toMatchObject({ width: 60, height: 40, channels: 1 });
+    expect([png.data[0], png.data[59]]).toEqual([255, 0]);
+  });
+
+  test('accept: image/png for a model whose one output is not declared a mask is a 400 that says why', async () => {
+    await convertUpload('nomask', redMaskModel(), { mode: 'none', preprocess: { image: { type: 'image', scale: 1 / 255 } } });
+    const event = imagePost('nomask', await halves(20, 20));
+    const res = (await serving.handler({ ...event, headers: { ...event.headers, accept: 'image/png' } }, lambdaContext('infer'))) as HttpResponse;
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body)).toEqual({ error: 'accept: image/png answers the mask of a model with one output declared as a mask; this model\'s outputs are "mask": accept application/json' });
+    expect(res.isBase64Encoded).toBeUndefined();
+  });
+
   test('TF Serving answers the PNG in predictions', async () => {
     const { status, json } = await call(httpEvent('POST', '/v1/models/hard:predict', { body: { instances: [{ b64: (await halves(30, 30)).toString('base64') }] } }));
     expect(status).toBe(200);

@@ -27,7 +27,7 @@ describe('declared pre- and post-processing: parsed', () => {
       scale: 1, mean: [0, 0, 0], std: [1, 1, 1], maxPixels: DEFAULT_MAX_PIXELS,
     });
     expect(d.postprocess).toEqual({
-      logits: { type: 'classification', activation: 'softmax', topK: 5 },
+      logits: { type: 'classification', activation: 'softmax', topK: 0 },
       mask: { type: 'mask', activation: 'none', threshold: 0.5, resizeToInput: false },
     });
   });
@@ -73,6 +73,12 @@ describe('declared pre- and post-processing: checked against the model', () => {
     expect(d.preprocess.pixels).toMatchObject({ layout: 'NCHW', dtype: 'float32', width: 224, height: 224 });
     expect(d.preprocess.nhwc).toMatchObject({ layout: 'NHWC', dtype: 'uint8', width: 120, height: 160 });
     expect(d.preprocess.dyn).toMatchObject({ layout: 'NCHW', dtype: 'float16', width: 320, height: 240 });
+  });
+
+  test('topK defaults to 5, or to every class when the model has fewer', () => {
+    const few = { inputs, outputs: [{ name: 'p', datatype: 'FP32' as const, shape: [-1, 3] }, { name: 'q', datatype: 'FP32' as const, shape: [-1, -1] }] };
+    const d = checkDeclarations(parseDeclarations(undefined, { logits: { type: 'classification' }, p: { type: 'classification' }, q: { type: 'classification' } }), { inputs, outputs: [...outputs, ...few.outputs] });
+    expect([d.postprocess.logits, d.postprocess.p, d.postprocess.q].map((c) => (c as { topK: number }).topK)).toEqual([5, 3, 5]);
   });
 
   test('outputs: classification with labels of the right count, a mask resized to an image input', () => {

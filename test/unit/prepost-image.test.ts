@@ -208,6 +208,38 @@ function pngHeader(width: number, height: number): Buffer {
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
 }
 
+describe('image -> tensor: the odd files real clients send decode to the declared channels', () => {
+  const rgb = declare({}, [1, 12, 12, 3], 'uint8');
+  const gray = declare({ channels: 'gray', layout: 'NHWC' }, [1, 12, 12, 1], 'uint8');
+
+  async function odd(): Promise<[string, Buffer][]> {
+    const px = photoPixels(30, 20, 7);
+    const raw = { raw: { width: 30, height: 20, channels: 3 as const } };
+    const rgba = Buffer.alloc(30 * 20 * 4, 128);
+    const sixteenBit = await sharp(px, raw).toColourspace('rgb16').png().toBuffer();
+    expect((await sharp(sixteenBit).metadata()).depth).toBe('ushort');
+    return [
+      ['a grey JPEG', await sharp(px, raw).grayscale().jpeg().toBuffer()],
+      ['a CMYK JPEG', await sharp(px, raw).toColourspace('cmyk').jpeg().toBuffer()],
+      ['a 16-bit PNG', sixteenBit],
+      ['a palette PNG with transparency', await sharp(rgba, { raw: { width: 30, height: 20, channels: 4 } }).png({ palette: true }).toBuffer()],
+      ['a grey PNG with alpha', await sharp(rgba, { raw: { width: 30, height: 20, channels: 4 } }).toColourspace('b-w').png().toBuffer()],
+      ['a lossless WebP with alpha', await sharp(rgba, { raw: { width: 30, height: 20, channels: 4 } }).webp({ lossless: true }).toBuffer()],
+    ];
+  }
+
+  test('each becomes an RGB and a grey tensor of the declared size', async () => {
+    for (const [name, bytes] of await odd()) {
+      for (const d of [rgb, gray]) {
+        const { tensor } = await imagesToTensor('image', [bytes], d.decl, d.spec).catch((err: Error) => {
+          throw new Error(`${name}: ${err.message}`);
+        });
+        expect([name, tensor.dims]).toEqual([name, d.spec.shape]);
+      }
+    }
+  });
+});
+
 describe('image -> tensor: bad images are a 400 that names the input', () => {
   const rgb = (): { decl: ImagePreprocess; spec: TensorSpec } => declare({ scale: 1 / 255 }, [1, 3, 16, 16]);
 
@@ -243,6 +275,14 @@ describe('image -> tensor: bad images are a 400 that names the input', () => {
     await refused([bomb], 'input "image": the image is 100000x100000 = 10000000000 pixels, over this model\'s limit of 100000000');
     const small = declare({ maxPixels: 1000 }, [1, 3, 16, 16]);
     await refused([await photo(40, 30)], 'input "image": the image is 40x30 = 1200 pixels, over this model\'s limit of 1000', small);
+  });
+
+  test('the pixel limit bounds a batch\'s images together, checked from the headers before any is decoded', async () => {
+    const d = declare({ maxPixels: 2000 }, [-1, 3, 16, 16]);
+    // The third file is garbage: the limit is met on the second header, so it is never read.
+    await refused([await photo(40, 30), await photo(40, 30), Buffer.from('never read')], 'input "image": the 2 images hold 2400 pixels together, over this model\'s limit of 2000 per request', d);
+    const fits = await imagesToTensor('image', [await photo(30, 30), await photo(30, 30)], d.decl, d.spec);
+    expect(fits.tensor.dims).toEqual([2, 3, 16, 16]);
   });
 
   test('the number of images must fit the batch dim', async () => {
