@@ -4,6 +4,7 @@ import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tenso
 import { checkLabel } from '../registry/manifest';
 import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
+import { calibrationSamplesProblem } from './static-int8-mode';
 
 /** What an upload's sidecar (`uploads/<model>/<file>.json`) may say. */
 export interface UploadOptions {
@@ -14,7 +15,7 @@ export interface UploadOptions {
   classLabels?: string[];
 }
 
-const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'fp16', 'none'];
+const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
 const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -101,6 +102,10 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   if (raw.sampleInputs !== undefined) {
     if (!Array.isArray(raw.sampleInputs) || raw.sampleInputs.length === 0) fail('"sampleInputs" must be a non-empty array');
     pipeline.evaluate.samples = raw.sampleInputs.map(sample);
+  }
+  if (pipeline.mode === 'int8-static') {
+    const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);
+    if (problem) fail(problem);
   }
   if (raw.classLabels !== undefined) {
     if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');
