@@ -77,4 +77,12 @@ describe('int8-static: a conv net calibrated on the upload\'s samples', () => {
     expect(report).toMatchObject({ status: 'failed', reason });
     expect(await store.listKeys('models/nocal/')).toEqual([]);
   });
+
+  test('calibration samples that do not fit the model: a failed report naming the input, nothing published', async () => {
+    const wrong = imageSamples(8, 7).map((x) => ({ image: { ...x.image, shape: [1, 3, 8, 32] } }));
+    const report = await runConvert('uploads/badcal/net.onnx', convStackModel(8, 1, SIZE), { mode: 'int8-static', sampleInputs: wrong });
+    expect(report.status).toBe('failed');
+    expect(report.reason).toMatch(/image/);
+    expect(await store.listKeys('models/badcal/')).toEqual([]);
+  });
 });
