@@ -6,7 +6,8 @@ import { calibrateMinMax } from '../../lib/convert/calibrate';
 import { activationParams, quantizeStatic, roundHalfEven, staticCalibrationTargets } from '../../lib/convert/static-int8';
 import { MODEL, OnnxModel, OPSET } from '../../lib/onnx/model';
 import { ProtoField } from '../../lib/onnx/proto-tree';
-import { convStackModel, prng } from '../helpers/models';
+import { encodeModel, floatTensor } from '../../lib/onnx/writer';
+import { convStackModel, ONNX, prng } from '../helpers/models';
 
 /** The nodes onnxruntime runs after its own optimizations at `level`, read back from its optimized file. */
 async function runtimeGraph(bytes: Uint8Array, level: 'extended' | 'all'): Promise<OnnxModel> {
@@ -134,6 +135,50 @@ describe('static int8 (QDQ) for convolutions', () => {
     const ops = (await runtimeGraph(bytes, 'extended')).graph().nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(2);
     expect(cosine(await outputs(source, held), await outputs(bytes, held))).toBeGreaterThan(0.99);
+  });
+
+  it('quantizes a depthwise Conv per channel too, and onnxruntime fuses it', async () => {
+    const rand = prng(5);
+    const w = (n: number, scale: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+    const depthwise = encodeModel({
+      opsets: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'depthwise',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
+        outputs: [{ name: 'scores', elemType: ONNX.FLOAT, shape: [1, 16, 1, 1] }],
+        initializers: [
+          floatTensor('k0', [16, 3, 3, 3], w(16 * 27, 0.4)),
+          floatTensor('k1', [16, 1, 3, 3], w(16 * 9, 0.5)),
+          floatTensor('b1', [16], w(16, 0.05)),
+          floatTensor('k2', [16, 16, 1, 1], w(256, 0.3)),
+        ],
+        nodes: [
+          { opType: 'Conv', inputs: ['image', 'k0'], outputs: ['c0'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+          { opType: 'Relu', inputs: ['c0'], outputs: ['r0'] },
+          { opType: 'Conv', inputs: ['r0', 'k1', 'b1'], outputs: ['c1'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }, { name: 'group', i: 16 }] },
+          { opType: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+          { opType: 'Conv', inputs: ['r1', 'k2'], outputs: ['c2'] },
+          { opType: 'GlobalAveragePool', inputs: ['c2'], outputs: ['scores'] },
+        ],
+      },
+    });
+    const { bytes, report } = await quantized(depthwise, calibration);
+    expect(report).toEqual({ convs: 3, reluFolded: 2, keptFloat: {} });
+    const runtime = (await runtimeGraph(bytes, 'extended')).graph();
+    expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
+    const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
+    expect(runtime.initializers().find((t) => t.name === dw?.inputs[4])?.dims).toEqual([16]);
+    const run = async (model: Uint8Array) => {
+      const s = await InferenceSession.create(model, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      try {
+        const out: Float32Array[] = [];
+        for (const feeds of held) out.push((await s.run(feeds)).scores!.data as Float32Array);
+        return out;
+      } finally {
+        await s.release();
+      }
+    };
+    expect(cosine(await run(depthwise), await run(bytes))).toBeGreaterThan(0.99);
   });
 
   it('refuses opsets below 13 with the reason', () => {
