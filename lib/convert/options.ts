@@ -6,6 +6,7 @@ import { readImageSample, type ImageSample } from '../prepost/samples';
 import { checkLabel } from '../registry/manifest';
 import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
+import { calibrationSamplesProblem } from './static-int8-mode';
 
 /** What an upload's sidecar (`uploads/<model>/<file>.json`) may say. */
 export interface UploadOptions {
@@ -20,7 +21,7 @@ export interface UploadOptions {
   imageSamples?: ImageSample[];
 }
 
-const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'fp16', 'none'];
+const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
 const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -123,6 +124,10 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     const images: ImageSample[] = [];
     pipeline.evaluate.samples = raw.sampleInputs.map((v, i) => sample(v, i, images));
     if (images.length > 0) out.imageSamples = images;
+  }
+  if (pipeline.mode === 'int8-static') {
+    const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);
+    if (problem) fail(problem);
   }
   if (raw.classLabels !== undefined) {
     if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');

@@ -10,6 +10,8 @@ import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, Mode
 import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
+import type { TensorRange } from './calibrate';
+import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
 
 /** Accuracy gates a converted model must pass to move its label. */
 export interface Gates {
@@ -157,11 +159,11 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
  * The graph rewrites and the quantization, as encoded bytes. Only the bytes leave this function:
  * the decoded tree and its new weight tensors are garbage before any session is created.
  */
-function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean) {
+function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean, ranges?: ReadonlyMap<string, TensorRange>) {
   const model = OnnxModel.decode(source);
   const geluRewritten = canonicalizeGelu(model);
   const attentionFused = fuse ? fuseAttention(model, options.keepFloat) : 0;
-  const quantization = quantizeModel(model, { ...options, mode });
+  const quantization = ranges ? quantizeStaticModel(model, ranges, options) : quantizeModel(model, { ...options, mode });
   const quantized = mode === 'none' && geluRewritten === 0 && attentionFused === 0 ? source : model.encode();
   return { quantized, quantization, geluRewritten, attentionFused };
 }
@@ -173,7 +175,10 @@ function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOp
  */
 async function transform(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, timings: Record<string, number>, suffix: string, fuse: boolean) {
   let started = performance.now();
-  const { quantized, quantization, geluRewritten, attentionFused } = rewrite(source, mode, options, fuse);
+  const ranges = mode === 'int8-static' ? await calibrateStatic(source, options) : undefined;
+  if (ranges) timings[`calibrate${suffix}`] = performance.now() - started;
+  started = performance.now();
+  const { quantized, quantization, geluRewritten, attentionFused } = rewrite(source, mode, options, fuse, ranges);
   timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();

@@ -12,9 +12,10 @@ import {
 } from '../onnx/model';
 import type { ProtoMessage } from '../onnx/proto-tree';
 import { MS_DOMAIN } from './attention';
+import type { StaticInt8Report } from './static-int8';
 
 /** How weights are stored in the converted model. */
-export type QuantizationMode = 'int8-dynamic' | 'fp16' | 'none';
+export type QuantizationMode = 'int8-dynamic' | 'int8-static' | 'fp16' | 'none';
 
 export interface QuantizeOptions {
   mode: QuantizationMode;
@@ -36,6 +37,8 @@ export interface QuantizeReport {
   tensors: number;
   /** Nodes left in float on purpose (keepFloat) or because their weight was too small or not constant. */
   skipped: number;
+  /** int8-static: what the calibrated Conv rewrite did (lib/convert/static-int8.ts). */
+  static?: StaticInt8Report;
 }
 
 /** A constant visible in a graph: an initializer of it or of an enclosing graph, or a Constant node's value. */

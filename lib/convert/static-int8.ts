@@ -1,0 +1,227 @@
+import { DATA_TYPE, GraphView, makeNode, makeTensor, NODE, NodeView, OnnxModel, type TensorView } from '../onnx/model';
+import type { ProtoMessage } from '../onnx/proto-tree';
+import type { TensorRange } from './calibrate';
+
+/** Per-axis DequantizeLinear (one weight scale per output channel) is an opset 13 feature. */
+export const STATIC_INT8_MIN_OPSET = 13;
+
+export interface StaticInt8Options {
+  /** Node names (or output names) to leave in float. */
+  keepFloat: readonly string[];
+}
+
+export interface StaticInt8Report {
+  /** Conv nodes written as DQ -> Conv -> Q, the pattern onnxruntime fuses into QLinearConv. */
+  convs: number;
+  /** Relu nodes whose range was folded into their Conv's output quantization and removed. */
+  reluFolded: number;
+  /** Conv nodes left in float, by name, and why. */
+  keptFloat: Record<string, string>;
+}
+
+/** One Conv the rewrite quantizes: which tensors it reads and which tensor its Q/DQ writes. */
+interface ConvPlan {
+  node: NodeView;
+  weight: TensorView;
+  bias?: TensorView;
+  input: string;
+  /** The tensor downstream nodes read: the Conv's output, or its Relu's when folded. */
+  output: string;
+  relu?: NodeView;
+}
+
+function uses(graph: GraphView): Map<string, number> {
+  const count = new Map<string, number>();
+  for (const node of graph.nodes()) for (const i of node.inputs) count.set(i, (count.get(i) ?? 0) + 1);
+  for (const o of graph.outputNames()) count.set(o, (count.get(o) ?? 0) + 1);
+  return count;
+}
+
+/** Finds the Convs to quantize, with why each other Conv stays float. */
+function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]; keptFloat: Record<string, string> } {
+  const graph = model.graph();
+  const inputs = new Set(graph.inputNames());
+  const constants = new Map<string, TensorView>();
+  for (const t of graph.initializers()) if (!inputs.has(t.name)) constants.set(t.name, t);
+  const count = uses(graph);
+  const outputs = new Set(graph.outputNames());
+  const consumers = new Map<string, NodeView[]>();
+  const nodes = graph.nodes();
+  for (const node of nodes) for (const i of node.inputs) consumers.set(i, [...(consumers.get(i) ?? []), node]);
+
+  const plans: ConvPlan[] = [];
+  const keptFloat: Record<string, string> = {};
+  for (const node of nodes) {
+    if (node.opType !== 'Conv' || node.domain) continue;
+    const label = node.name || node.outputs[0] || 'Conv';
+    if (options.keepFloat.some((k) => k === node.name || node.outputs.includes(k))) {
+      keptFloat[label] = 'keepFloat';
+      continue;
+    }
+    const [input = '', weightName = '', biasName] = node.inputs;
+    const weight = constants.get(weightName);
+    const bias = biasName ? constants.get(biasName) : undefined;
+    if (!weight || weight.dataType !== DATA_TYPE.FLOAT || weight.isExternal || weight.dims.length < 3) {
+      keptFloat[label] = 'its weight is not a constant float tensor';
+      continue;
+    }
+    if (biasName && (!bias || bias.dataType !== DATA_TYPE.FLOAT || bias.isExternal)) {
+      keptFloat[label] = 'its bias is not a constant float tensor';
+      continue;
+    }
+    const y = node.outputs[0] ?? '';
+    const next = consumers.get(y) ?? [];
+    const relu = next.length === 1 && count.get(y) === 1 && !outputs.has(y) && next[0]?.opType === 'Relu' && !next[0].domain ? next[0] : undefined;
+    plans.push({ node, weight, ...(bias ? { bias } : {}), input, output: relu ? (relu.outputs[0] ?? '') : y, ...(relu ? { relu } : {}) });
+  }
+  return { plans, keptFloat };
+}
+
+/**
+ * The float tensors whose ranges a static quantization of `model` needs: each quantized Conv's
+ * input, and its output (its Relu's output when the Relu is folded in).
+ */
+export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Options): string[] {
+  const names = new Set<string>();
+  for (const p of plan(model, options).plans) names.add(p.input).add(p.output);
+  return [...names];
+}
+
+/** Round half to even, as ONNX QuantizeLinear rounds (`Math.round` rounds half up). */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x - Math.trunc(x)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** u8 scale and zero point for a range, widened to hold 0 so zero padding is exact. */
+export function activationParams(range: TensorRange): { scale: number; zeroPoint: number } {
+  const min = Math.min(range.min, 0);
+  const max = Math.max(range.max, 0);
+  const scale = max > min ? (max - min) / 255 : 1;
+  return { scale, zeroPoint: Math.max(0, Math.min(255, roundHalfEven(-min / scale))) };
+}
+
+/** Symmetric int8 weights, one scale per output channel (axis 0: depthwise included). */
+function quantizeWeight(weight: TensorView): { q: Int8Array; scales: Float32Array } {
+  const values = weight.floats();
+  const channels = weight.dims[0] as number;
+  const per = values.length / channels;
+  const scales = new Float32Array(channels);
+  const q = new Int8Array(values.length);
+  for (let c = 0; c < channels; c++) {
+    let max = 0;
+    for (let i = 0; i < per; i++) max = Math.max(max, Math.abs(values[c * per + i] as number));
+    const s = max > 0 ? max / 127 : 1;
+    scales[c] = s;
+    for (let i = 0; i < per; i++) q[c * per + i] = Math.max(-127, Math.min(127, roundHalfEven((values[c * per + i] as number) / s)));
+  }
+  return { q, scales };
+}
+
+function bytesOf(a: Float32Array | Int8Array | Uint8Array | Int32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * Static int8 in QDQ form: each planned Conv reads DequantizeLinear(u8 activation) and
+ * DequantizeLinear(int8 weight, per output channel), an int32 bias at `s_in x s_w`, and writes
+ * QuantizeLinear -> DequantizeLinear with its calibrated output range; a Relu that alone reads
+ * the Conv is removed and its range (which starts at 0) becomes the Conv's output range. A
+ * tensor is quantized once however many Convs read it, and a Conv that reads another's output
+ * reads that DQ directly, so no DQ -> float op -> Q round trip is left between two Convs.
+ * Everything else stays float.
+ */
+export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, TensorRange>, options: StaticInt8Options): StaticInt8Report {
+  const main = model.opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx');
+  if (!main || main.version < STATIC_INT8_MIN_OPSET) {
+    throw new Error(`int8-static needs opset ${STATIC_INT8_MIN_OPSET} or later (per-channel weights); the model uses opset ${main?.version ?? 'none'}`);
+  }
+  const graph = model.graph();
+  const { plans, keptFloat } = plan(model, options);
+  const report: StaticInt8Report = { convs: 0, reluFolded: 0, keptFloat };
+  if (plans.length === 0) return report;
+  const byNode = new Map<ProtoMessage, ConvPlan>(plans.map((p) => [p.node.proto, p]));
+  const folded = new Set<ProtoMessage>(plans.flatMap((p) => (p.relu ? [p.relu.proto] : [])));
+  const count = uses(graph);
+  const removed = new Set<string>();
+  const initializers: ProtoMessage[] = [];
+  // Float tensor -> the DQ output that stands for it (quantized once, shared by every reader).
+  const dequantized = new Map<string, string>();
+  const params = new Map<string, { scale: number; zeroPoint: number }>();
+  let counter = 0;
+
+  const paramsOf = (name: string) => {
+    let p = params.get(name);
+    if (!p) {
+      const range = ranges.get(name);
+      if (!range) throw new Error(`int8-static: no calibrated range for tensor "${name}"`);
+      p = activationParams(range);
+      params.set(name, p);
+    }
+    return p;
+  };
+  const scalarParams = (base: string, name: string): [string, string] => {
+    const { scale, zeroPoint } = paramsOf(name);
+    initializers.push(makeTensor(`${base}_scale`, DATA_TYPE.FLOAT, [], bytesOf(Float32Array.of(scale))));
+    initializers.push(makeTensor(`${base}_zero`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)));
+    return [`${base}_scale`, `${base}_zero`];
+  };
+
+  const out: ProtoMessage[] = [];
+  for (const node of graph.nodes()) {
+    if (folded.has(node.proto)) continue;
+    const p = byNode.get(node.proto);
+    if (!p) {
+      out.push(node.proto);
+      continue;
+    }
+    const base = `${p.node.name || p.output}__s8_${counter++}`;
+    let input = dequantized.get(p.input);
+    if (!input) {
+      const [s, z] = scalarParams(`${base}_x`, p.input);
+      out.push(makeNode('QuantizeLinear', [p.input, s, z], [`${base}_xq`], `${base}_xq`));
+      out.push(makeNode('DequantizeLinear', [`${base}_xq`, s, z], [`${base}_xdq`], `${base}_xdq`));
+      input = `${base}_xdq`;
+      dequantized.set(p.input, input);
+    }
+    const inScale = paramsOf(p.input).scale;
+
+    const { q, scales } = quantizeWeight(p.weight);
+    const channels = scales.length;
+    initializers.push(makeTensor(`${base}_w`, DATA_TYPE.INT8, p.weight.dims, bytesOf(q)));
+    initializers.push(makeTensor(`${base}_wscale`, DATA_TYPE.FLOAT, [channels], bytesOf(scales)));
+    initializers.push(makeTensor(`${base}_wzero`, DATA_TYPE.INT8, [channels], new Uint8Array(channels)));
+    out.push(makeNode('DequantizeLinear', [`${base}_w`, `${base}_wscale`, `${base}_wzero`], [`${base}_wdq`], `${base}_wdq`, { axis: { i: 0 } }));
+    const convInputs = [input, `${base}_wdq`];
+    for (const name of [p.weight.name, p.bias?.name]) {
+      if (name && (count.set(name, (count.get(name) ?? 1) - 1).get(name) ?? 0) <= 0) removed.add(name);
+    }
+    if (p.bias) {
+      const b = p.bias.floats();
+      const bq = new Int32Array(b.length);
+      const bscale = new Float32Array(b.length);
+      for (let c = 0; c < b.length; c++) {
+        bscale[c] = inScale * (scales[c] ?? 1);
+        bq[c] = Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, roundHalfEven((b[c] as number) / (bscale[c] as number))));
+      }
+      initializers.push(makeTensor(`${base}_b`, DATA_TYPE.INT32, [b.length], bytesOf(bq)));
+      initializers.push(makeTensor(`${base}_bscale`, DATA_TYPE.FLOAT, [b.length], bytesOf(bscale)));
+      initializers.push(makeTensor(`${base}_bzero`, DATA_TYPE.INT32, [b.length], new Uint8Array(4 * b.length)));
+      out.push(makeNode('DequantizeLinear', [`${base}_b`, `${base}_bscale`, `${base}_bzero`], [`${base}_bdq`], `${base}_bdq`, { axis: { i: 0 } }));
+      convInputs.push(`${base}_bdq`);
+    }
+    const conv = makeNode('Conv', convInputs, [`${base}_y`], p.node.name || `${base}_conv`, {}, '');
+    for (const a of p.node.proto.all(NODE.attribute)) conv.fields.push(a);
+    out.push(conv);
+    const [s, z] = scalarParams(`${base}_y`, p.output);
+    out.push(makeNode('QuantizeLinear', [`${base}_y`, s, z], [`${base}_yq`], `${base}_yq`));
+    out.push(makeNode('DequantizeLinear', [`${base}_yq`, s, z], [p.output], `${base}_ydq`));
+    // The DQ writes the float tensor's own name, so every later reader (float or Conv) finds it.
+    dequantized.set(p.output, p.output);
+    report.convs++;
+    if (p.relu) report.reluFolded++;
+  }
+  graph.setNodes(out);
+  graph.setInitializers([...graph.initializers().filter((t) => !removed.has(t.name)).map((t) => t.proto), ...initializers]);
+  return report;
+}

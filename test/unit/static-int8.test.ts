@@ -1,0 +1,189 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { calibrateMinMax } from '../../lib/convert/calibrate';
+import { activationParams, quantizeStatic, roundHalfEven, staticCalibrationTargets } from '../../lib/convert/static-int8';
+import { MODEL, OnnxModel, OPSET } from '../../lib/onnx/model';
+import { ProtoField } from '../../lib/onnx/proto-tree';
+import { encodeModel, floatTensor } from '../../lib/onnx/writer';
+import { convStackModel, ONNX, prng } from '../helpers/models';
+
+/** The nodes onnxruntime runs after its own optimizations at `level`, read back from its optimized file. */
+async function runtimeGraph(bytes: Uint8Array, level: 'extended' | 'all'): Promise<OnnxModel> {
+  const dir = mkdtempSync(join(tmpdir(), 'static-int8-'));
+  try {
+    const path = join(dir, 'optimized.onnx');
+    const s = await InferenceSession.create(bytes, { graphOptimizationLevel: level, optimizedModelFilePath: path, intraOpNumThreads: 1, logSeverityLevel: 3 });
+    await s.release();
+    return OnnxModel.decode(new Uint8Array(readFileSync(path)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Image-like samples: smooth gradients plus texture, in [0, 1]. */
+function images(count: number, size: number, seed: number): Record<string, Tensor>[] {
+  const rand = prng(seed);
+  return Array.from({ length: count }, () => {
+    const data = new Float32Array(3 * size * size);
+    const [a, b, c] = [rand(), rand(), rand()];
+    for (let ch = 0; ch < 3; ch++)
+      for (let y = 0; y < size; y++)
+        for (let x = 0; x < size; x++) data[(ch * size + y) * size + x] = Math.min(1, Math.max(0, 0.5 * (a * x + b * y) / size + 0.3 * c * (ch / 2) + 0.2 * rand()));
+    return { image: new Tensor('float32', data, [1, 3, size, size]) };
+  });
+}
+
+async function outputs(bytes: Uint8Array, samples: Record<string, Tensor>[]): Promise<Float32Array[]> {
+  const s = await InferenceSession.create(bytes, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+  try {
+    const out: Float32Array[] = [];
+    for (const feeds of samples) out.push((await s.run(feeds)).scores!.data as Float32Array);
+    return out;
+  } finally {
+    await s.release();
+  }
+}
+
+function cosine(a: Float32Array[], b: Float32Array[]): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  a.forEach((row, r) => row.forEach((v, i) => {
+    const w = b[r]![i]!;
+    dot += v * w;
+    na += v * v;
+    nb += w * w;
+  }));
+  return dot / Math.sqrt(na * nb);
+}
+
+async function quantized(source: Uint8Array, calibration: Record<string, Tensor>[], keepFloat: string[] = []) {
+  const model = OnnxModel.decode(source);
+  const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat }), calibration);
+  const report = quantizeStatic(model, ranges, { keepFloat });
+  return { bytes: model.encode(), report };
+}
+
+describe('static int8 (QDQ) for convolutions', () => {
+  const source = convStackModel(16, 3, 16);
+  const calibration = images(8, 16, 1);
+  const held = images(8, 16, 2);
+
+  it('rounds half to even and widens activation ranges to hold zero', () => {
+    expect([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6].map(roundHalfEven)).toEqual([0, 2, 2, -0, -2, 2, 3]);
+    const relu = activationParams({ min: 0, max: 2.55 });
+    expect(relu.zeroPoint).toBe(0);
+    expect(relu.scale).toBeCloseTo(0.01, 12);
+    const p = activationParams({ min: 1, max: 3 });
+    expect(p.zeroPoint).toBe(0);
+    expect(p.scale).toBeCloseTo(3 / 255, 9);
+    expect(activationParams({ min: -1, max: 1 }).zeroPoint).toBe(128);
+  });
+
+  it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
+    const { bytes, report } = await quantized(source, calibration);
+    expect(report).toEqual({ convs: 3, reluFolded: 3, keptFloat: {} });
+    const graph = OnnxModel.decode(bytes).graph();
+    const ops = graph.nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
+    expect(ops.filter((o) => o === 'Conv')).toHaveLength(3);
+    // One Q/DQ for the image, one per Conv output; the second and third Conv read the previous DQ.
+    expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(4);
+    for (const conv of graph.nodes().filter((n) => n.opType === 'Conv')) {
+      const producers = conv.inputs.map((i) => graph.nodes().find((n) => n.outputs.includes(i))?.opType);
+      expect(producers).toEqual(['DequantizeLinear', 'DequantizeLinear', 'DequantizeLinear']);
+    }
+    const names = graph.initializers().map((t) => t.name);
+    for (const l of [0, 1, 2]) expect(names).not.toContain(`k${l}`);
+    // 5,040 conv weights go from 4 bytes to 1; the float head and the names stay.
+    expect(bytes.byteLength).toBeLessThan(source.byteLength * 0.5);
+  });
+
+  it('is fused by onnxruntime into QLinearConv with u8 activations and s8 per-channel weights', async () => {
+    const { bytes } = await quantized(source, calibration);
+    const runtime = await runtimeGraph(bytes, 'extended');
+    const ops = runtime.graph().nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(3);
+    expect(ops).not.toContain('Conv');
+    // Only the image's Q and the last Conv's DQ (before the float GlobalAveragePool) are left.
+    expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(1);
+    expect(ops.filter((o) => o === 'DequantizeLinear')).toHaveLength(1);
+    const inits = new Map(runtime.graph().initializers().map((t) => [t.name, t]));
+    for (const conv of runtime.graph().nodes().filter((n) => n.opType === 'QLinearConv')) {
+      // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B)
+      expect(inits.get(conv.inputs[2]!)?.dataType).toBe(2); // uint8 activation zero point
+      expect(inits.get(conv.inputs[3]!)?.dataType).toBe(3); // int8 weight
+      expect(inits.get(conv.inputs[4]!)?.dims).toEqual([16]); // one scale per output channel
+      expect(inits.get(conv.inputs[8]!)?.dataType).toBe(6); // int32 bias
+    }
+  });
+
+  it('answers as the float model does on held-out images', async () => {
+    const { bytes } = await quantized(source, calibration);
+    const [a, b] = [await outputs(source, held), await outputs(bytes, held)];
+    expect(cosine(a, b)).toBeGreaterThan(0.99);
+    const top = (row: Float32Array) => row.indexOf(Math.max(...row));
+    expect(a.filter((row, i) => top(row) === top(b[i]!)).length).toBeGreaterThanOrEqual(7);
+  });
+
+  it('keeps a keepFloat Conv in float and still runs', async () => {
+    const { bytes, report } = await quantized(source, calibration, ['c0']);
+    expect(report.convs).toBe(2);
+    expect(report.keptFloat).toEqual({ Conv_0: 'keepFloat' });
+    const ops = (await runtimeGraph(bytes, 'extended')).graph().nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(2);
+    expect(cosine(await outputs(source, held), await outputs(bytes, held))).toBeGreaterThan(0.99);
+  });
+
+  it('quantizes a depthwise Conv per channel too, and onnxruntime fuses it', async () => {
+    const rand = prng(5);
+    const w = (n: number, scale: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+    const depthwise = encodeModel({
+      opsets: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'depthwise',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
+        outputs: [{ name: 'scores', elemType: ONNX.FLOAT, shape: [1, 16, 1, 1] }],
+        initializers: [
+          floatTensor('k0', [16, 3, 3, 3], w(16 * 27, 0.4)),
+          floatTensor('k1', [16, 1, 3, 3], w(16 * 9, 0.5)),
+          floatTensor('b1', [16], w(16, 0.05)),
+          floatTensor('k2', [16, 16, 1, 1], w(256, 0.3)),
+        ],
+        nodes: [
+          { opType: 'Conv', inputs: ['image', 'k0'], outputs: ['c0'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+          { opType: 'Relu', inputs: ['c0'], outputs: ['r0'] },
+          { opType: 'Conv', inputs: ['r0', 'k1', 'b1'], outputs: ['c1'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }, { name: 'group', i: 16 }] },
+          { opType: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+          { opType: 'Conv', inputs: ['r1', 'k2'], outputs: ['c2'] },
+          { opType: 'GlobalAveragePool', inputs: ['c2'], outputs: ['scores'] },
+        ],
+      },
+    });
+    const { bytes, report } = await quantized(depthwise, calibration);
+    expect(report).toEqual({ convs: 3, reluFolded: 2, keptFloat: {} });
+    const runtime = (await runtimeGraph(bytes, 'extended')).graph();
+    expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
+    const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
+    expect(runtime.initializers().find((t) => t.name === dw?.inputs[4])?.dims).toEqual([16]);
+    const run = async (model: Uint8Array) => {
+      const s = await InferenceSession.create(model, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      try {
+        const out: Float32Array[] = [];
+        for (const feeds of held) out.push((await s.run(feeds)).scores!.data as Float32Array);
+        return out;
+      } finally {
+        await s.release();
+      }
+    };
+    expect(cosine(await run(depthwise), await run(bytes))).toBeGreaterThan(0.99);
+  });
+
+  it('refuses opsets below 13 with the reason', () => {
+    const old = OnnxModel.decode(convStackModel(4, 1, 8));
+    for (const o of old.proto.messages(MODEL.opsetImport)) o.set(OPSET.version, [ProtoField.varint(OPSET.version, 11)]);
+    expect(() => quantizeStatic(old, new Map(), { keepFloat: [] })).toThrow('int8-static needs opset 13 or later (per-channel weights); the model uses opset 11');
+  });
+});
