@@ -8,29 +8,17 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { jobIdFor } from '../lib/convert/upload-job';
 import { keys } from '../lib/registry/keys';
-import { ROOT } from '../tools/stack/local';
+import { freePort, ROOT } from '../test/helpers/local-stack';
 import { denseStackModel } from '../test/helpers/models';
 import { quantile, ms, ratio, table, verdict } from './lib/stats';
 
 const IDLE_REQUESTS = Number(process.env.BENCH_STACK_IDLE ?? 400);
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
 
 interface Run {
   mode: string;

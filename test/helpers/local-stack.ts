@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { ROOT } from '../../tools/stack/local';
 
-/** The repository root: where `npm start` runs. */
-export const ROOT = resolve(__dirname, '../..');
+/** The repository root: where `npm start` runs (found from serverless.yml, so bundles work too). */
+export { ROOT };
 /** package.json's start script: the command `npm start` runs. */
 export const START = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start as string;
 
