@@ -10,7 +10,8 @@ import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { checkDeclarations, DeclarationError } from '../prepost/declarations';
 import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions } from './options';
-import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
+import { ConversionError } from './errors';
+import { convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
 
 export { jobIdFor, type JobReport, type UploadRef } from './upload-job';

@@ -4,7 +4,8 @@ import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tenso
 import { DeclarationError, isEmpty, parseDeclarations, type Declarations } from '../prepost/declarations';
 import { readImageSample, type ImageSample } from '../prepost/samples';
 import { checkLabel } from '../registry/manifest';
-import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
+import { ConversionError } from './errors';
+import { DEFAULT_PIPELINE_OPTIONS, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
 import { calibrationSamplesProblem } from './static-int8-mode';
 

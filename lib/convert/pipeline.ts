@@ -12,6 +12,7 @@ import { canonicalizeGelu } from './gelu';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
 import type { TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
+import { ConversionError } from './errors';
 
 /** Accuracy gates a converted model must pass to move its label. */
 export interface Gates {
@@ -45,11 +46,6 @@ export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
   optimizationLevel: 'extended',
   evaluate: DEFAULT_EVALUATE_OPTIONS,
 };
-
-/** A model that cannot be converted, and why (reported, never retried). */
-export class ConversionError extends Error {
-  override readonly name = 'ConversionError';
-}
 
 export interface GateResult {
   passed: boolean;

@@ -1,7 +1,8 @@
 import type { Tensor } from 'onnxruntime-node';
 import { OnnxModel } from '../onnx/model';
 import { calibrateMinMax, MIN_CALIBRATION_SAMPLES, type TensorRange } from './calibrate';
-import { ConversionError, type PipelineOptions } from './pipeline';
+import { ConversionError } from './errors';
+import type { PipelineOptions } from './pipeline';
 import { quantizeModel, type QuantizeReport } from './quantize';
 import { quantizeStatic, staticCalibrationTargets } from './static-int8';
 
