@@ -4,6 +4,7 @@ import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tenso
 import { DeclarationError, isEmpty, parseDeclarations, type Declarations } from '../prepost/declarations';
 import { readImageSample, type ImageSample } from '../prepost/samples';
 import { checkLabel } from '../registry/manifest';
+import { CALIBRATION_METHODS, type CalibrationMethod } from './calibrate';
 import { ConversionError } from './errors';
 import { DEFAULT_PIPELINE_OPTIONS, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
@@ -23,7 +24,7 @@ export interface UploadOptions {
 }
 
 const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -125,6 +126,14 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     const images: ImageSample[] = [];
     pipeline.evaluate.samples = raw.sampleInputs.map((v, i) => sample(v, i, images));
     if (images.length > 0) out.imageSamples = images;
+  }
+  if (raw.calibrationMethod !== undefined) {
+    if (!CALIBRATION_METHODS.includes(raw.calibrationMethod as CalibrationMethod)) fail(`"calibrationMethod" must be one of ${CALIBRATION_METHODS.join(', ')}`);
+    pipeline.calibration = { ...pipeline.calibration, method: raw.calibrationMethod as CalibrationMethod };
+  }
+  if (raw.calibrationPercentile !== undefined) {
+    if (pipeline.calibration.method !== 'percentile') fail('"calibrationPercentile" applies only with "calibrationMethod": "percentile"');
+    pipeline.calibration = { ...pipeline.calibration, percentile: number(raw.calibrationPercentile, 'calibrationPercentile', 50, 100) };
   }
   if (pipeline.mode === 'int8-static') {
     const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);

@@ -10,7 +10,7 @@ import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, Mode
 import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
-import type { TensorRange } from './calibrate';
+import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
 import { ConversionError } from './errors';
 
@@ -34,6 +34,8 @@ export interface PipelineOptions {
   /** Offline graph optimization level; `extended` stays portable across x86-64 CPUs. */
   optimizationLevel: 'basic' | 'extended';
   evaluate: EvaluateOptions;
+  /** How int8-static picks activation ranges from its calibration samples. */
+  calibration: CalibrationOptions;
 }
 
 export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
@@ -45,6 +47,7 @@ export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
   reduceRange: false,
   optimizationLevel: 'extended',
   evaluate: DEFAULT_EVALUATE_OPTIONS,
+  calibration: DEFAULT_CALIBRATION_OPTIONS,
 };
 
 export interface GateResult {

@@ -1,6 +1,6 @@
 import type { Tensor } from 'onnxruntime-node';
 import { OnnxModel } from '../onnx/model';
-import { calibrateMinMax, MIN_CALIBRATION_SAMPLES, type TensorRange } from './calibrate';
+import { calibrate, MIN_CALIBRATION_SAMPLES, type TensorRange } from './calibrate';
 import { ConversionError } from './errors';
 import type { PipelineOptions } from './pipeline';
 import { quantizeModel, type QuantizeReport } from './quantize';
@@ -24,7 +24,7 @@ export async function calibrateStatic(source: Uint8Array, options: PipelineOptio
   const problem = calibrationSamplesProblem(options.evaluate.samples?.length);
   if (problem) throw new ConversionError(problem);
   const targets = staticCalibrationTargets(OnnxModel.decode(source), options);
-  return calibrateMinMax(source, targets, samples, options.evaluate.intraOpNumThreads);
+  return calibrate(source, targets, samples, options.calibration, options.evaluate.intraOpNumThreads);
 }
 
 /**
