@@ -20,6 +20,8 @@ export interface CalibrationOptions {
   method: CalibrationMethod;
   /** For `percentile`: the share of values (in %) the range keeps on each side; the tails beyond are clipped. */
   percentile: number;
+  /** Samples read from the `calibration` option's files; the evaluation's samples when absent. */
+  samples?: Record<string, Tensor>[];
 }
 
 export const DEFAULT_CALIBRATION_OPTIONS: CalibrationOptions = { method: 'minmax', percentile: 99.99 };

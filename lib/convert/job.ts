@@ -10,6 +10,7 @@ import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { checkDeclarations, DeclarationError } from '../prepost/declarations';
 import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions } from './options';
+import { readSampleFiles, sampleLocation } from './sample-files';
 import { ConversionError } from './errors';
 import { convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
@@ -202,6 +203,15 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       // Images among the sample inputs become tensors through the declared pre-processing.
       const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOf(source));
       for (const { sample, input, tensor } of fed) (options.pipeline.evaluate.samples?.[sample] ?? {})[input] = tensor;
+    }
+    if (options.calibration !== undefined) {
+      // Calibration files, checked against the model as requests would be; they are also the
+      // evaluation's samples when the options give none.
+      const location = sampleLocation('calibration', model, options.calibration);
+      const files = await readSampleFiles(deps.store, 'calibration', location, await specsOf(source), options.declarations);
+      const samples = files.map((f) => f.feeds);
+      options.pipeline.calibration = { ...options.pipeline.calibration, samples };
+      options.pipeline.evaluate.samples ??= samples;
     }
     options.pipeline.evaluate.intraOpNumThreads = deps.intraOpNumThreads;
     const result = await convertModel(source, options.pipeline);

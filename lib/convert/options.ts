@@ -21,10 +21,12 @@ export interface UploadOptions {
   declarations?: Declarations;
   /** Sample inputs given as images: the job decodes them into `pipeline.evaluate.samples`. */
   imageSamples?: ImageSample[];
+  /** `calibration`: a key or prefix under `uploads/<model>/` the job reads calibration samples from. */
+  calibration?: string;
 }
 
 const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -135,7 +137,12 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     if (pipeline.calibration.method !== 'percentile') fail('"calibrationPercentile" applies only with "calibrationMethod": "percentile"');
     pipeline.calibration = { ...pipeline.calibration, percentile: number(raw.calibrationPercentile, 'calibrationPercentile', 50, 100) };
   }
-  if (pipeline.mode === 'int8-static') {
+  if (raw.calibration !== undefined) {
+    if (typeof raw.calibration !== 'string' || raw.calibration.length === 0) fail('"calibration" must be a key or prefix under uploads/<model>/');
+    out.calibration = raw.calibration;
+  }
+  // Calibration files are counted once the job has read them.
+  if (pipeline.mode === 'int8-static' && out.calibration === undefined) {
     const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);
     if (problem) fail(problem);
   }

@@ -12,16 +12,17 @@ import { quantizeStatic, staticCalibrationTargets } from './static-int8';
  */
 export function calibrationSamplesProblem(count: number | undefined): string | undefined {
   if (count === undefined || count === 0) {
-    return `int8-static calibrates on your data: give at least ${MIN_CALIBRATION_SAMPLES} samples in "sampleInputs" (generated noise is not used, its activation ranges are not those of real inputs)`;
+    return `int8-static calibrates on your data: give at least ${MIN_CALIBRATION_SAMPLES} samples in "sampleInputs" or files under "calibration" (generated noise is not used, its activation ranges are not those of real inputs)`;
   }
-  if (count < MIN_CALIBRATION_SAMPLES) return `int8-static needs at least ${MIN_CALIBRATION_SAMPLES} calibration samples in "sampleInputs"; got ${count}`;
+  if (count < MIN_CALIBRATION_SAMPLES) return `int8-static needs at least ${MIN_CALIBRATION_SAMPLES} calibration samples in "sampleInputs" or "calibration"; got ${count}`;
   return undefined;
 }
 
-/** Calibrates the tensors int8-static quantizes, on the upload's own samples. */
+/** Calibrates the tensors int8-static quantizes, on the upload's own samples (`calibration` files, else `sampleInputs`). */
 export async function calibrateStatic(source: Uint8Array, options: PipelineOptions): Promise<Map<string, TensorRange>> {
-  const samples: readonly Record<string, Tensor>[] = options.evaluate.samples ?? [];
-  const problem = calibrationSamplesProblem(options.evaluate.samples?.length);
+  const given = options.calibration.samples ?? options.evaluate.samples;
+  const samples: readonly Record<string, Tensor>[] = given ?? [];
+  const problem = calibrationSamplesProblem(given?.length);
   if (problem) throw new ConversionError(problem);
   const targets = staticCalibrationTargets(OnnxModel.decode(source), options);
   return calibrate(source, targets, samples, options.calibration, options.evaluate.intraOpNumThreads);
