@@ -11,6 +11,7 @@ import { checkDeclarations, DeclarationError } from '../prepost/declarations';
 import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions } from './options';
 import { readSampleFiles, sampleLocation } from './sample-files';
+import { resolveEvaluationSet } from './evaluation-set';
 import { ConversionError } from './errors';
 import { convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
@@ -100,6 +101,7 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
       bytes: evaluation.bytes,
       latencyMs: evaluation.latencyMs,
       sessionCreateMs: evaluation.sessionCreateMs,
+      ...(evaluation.accuracy ? { accuracy: evaluation.accuracy } : {}),
     },
     gates: evaluation.gates,
   });
@@ -199,20 +201,28 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     validateModel(source, deps.maxModelBytes);
     timingsMs.validate = performance.now() - started;
 
+    // The upload's inputs and outputs, read once for everything checked against them.
+    let sourceSpecs: ReturnType<typeof specsOf> | undefined;
+    const specsOfSource = () => (sourceSpecs ??= specsOf(source));
     if (options.imageSamples && options.declarations) {
       // Images among the sample inputs become tensors through the declared pre-processing.
-      const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOf(source));
+      const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOfSource());
       for (const { sample, input, tensor } of fed) (options.pipeline.evaluate.samples?.[sample] ?? {})[input] = tensor;
     }
     if (options.calibration !== undefined) {
       // Calibration files, checked against the model as requests would be; they are also the
       // evaluation's samples when the options give none.
       const location = sampleLocation('calibration', model, options.calibration);
-      const files = await readSampleFiles(deps.store, 'calibration', location, await specsOf(source), options.declarations);
+      const files = await readSampleFiles(deps.store, 'calibration', location, await specsOfSource(), options.declarations);
       const samples = files.map((f) => f.feeds);
       options.pipeline.calibration = { ...options.pipeline.calibration, samples };
       options.pipeline.evaluate.samples ??= samples;
     }
+    if (options.evaluationSet) {
+      options.pipeline.evaluationSet = await resolveEvaluationSet(options.evaluationSet, deps.store, model, await specsOfSource(), options.declarations, options.classLabels);
+    }
+    const masks = Object.entries(options.declarations?.postprocess ?? {}).flatMap(([name, d]) => (d.type === 'mask' ? [[name, { activation: d.activation, threshold: d.threshold ?? 0.5 }] as const] : []));
+    if (masks.length > 0) options.pipeline.evaluate.masks = Object.fromEntries(masks);
     options.pipeline.evaluate.intraOpNumThreads = deps.intraOpNumThreads;
     const result = await convertModel(source, options.pipeline);
     Object.assign(timingsMs, result.timingsMs);

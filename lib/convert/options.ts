@@ -6,6 +6,7 @@ import { readImageSample, type ImageSample } from '../prepost/samples';
 import { checkLabel } from '../registry/manifest';
 import { CALIBRATION_METHODS, type CalibrationMethod } from './calibrate';
 import { ConversionError } from './errors';
+import { parseEvaluationSet, type EvaluationSetOption } from './evaluation-set';
 import { DEFAULT_PIPELINE_OPTIONS, type PipelineOptions } from './pipeline';
 import type { QuantizationMode } from './quantize';
 import { calibrationSamplesProblem } from './static-int8-mode';
@@ -23,10 +24,12 @@ export interface UploadOptions {
   imageSamples?: ImageSample[];
   /** `calibration`: a key or prefix under `uploads/<model>/` the job reads calibration samples from. */
   calibration?: string;
+  /** `evaluationSet`, parsed; the job completes it (files, output) once it knows the model. */
+  evaluationSet?: EvaluationSetOption;
 }
 
 const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -90,11 +93,12 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     pipeline.mode = raw.mode as QuantizationMode;
   }
   if (raw.gates !== undefined) {
-    if (!isObject(raw.gates)) fail('"gates" must be an object {minCosine?, minTop1?}');
-    const extra = Object.keys(raw.gates).filter((k) => k !== 'minCosine' && k !== 'minTop1');
-    if (extra.length) fail(`unknown gate ${extra.map((k) => `"${k}"`).join(', ')}; gates are minCosine, minTop1`);
+    if (!isObject(raw.gates)) fail('"gates" must be an object {minCosine?, minTop1?, maxAccuracyDrop?}');
+    const extra = Object.keys(raw.gates).filter((k) => k !== 'minCosine' && k !== 'minTop1' && k !== 'maxAccuracyDrop');
+    if (extra.length) fail(`unknown gate ${extra.map((k) => `"${k}"`).join(', ')}; gates are minCosine, minTop1, maxAccuracyDrop`);
     if (raw.gates.minCosine !== undefined) pipeline.gates.minCosine = number(raw.gates.minCosine, 'gates.minCosine', -1, 1);
     if (raw.gates.minTop1 !== undefined) pipeline.gates.minTop1 = number(raw.gates.minTop1, 'gates.minTop1', 0, 1);
+    if (raw.gates.maxAccuracyDrop !== undefined) pipeline.gates.maxAccuracyDrop = number(raw.gates.maxAccuracyDrop, 'gates.maxAccuracyDrop', 0, 100);
   }
   if (raw.label !== undefined) {
     if (raw.label === null) out.label = null;
@@ -141,6 +145,7 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     if (typeof raw.calibration !== 'string' || raw.calibration.length === 0) fail('"calibration" must be a key or prefix under uploads/<model>/');
     out.calibration = raw.calibration;
   }
+  if (raw.evaluationSet !== undefined) out.evaluationSet = parseEvaluationSet(raw.evaluationSet);
   // Calibration files are counted once the job has read them.
   if (pipeline.mode === 'int8-static' && out.calibration === undefined) {
     const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);

@@ -13,6 +13,7 @@ import { quantizeModel, type QuantizationMode, type QuantizeReport } from './qua
 import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
 import { ConversionError } from './errors';
+import { accuracyReport, scoreModel, type LabelledSet } from './accuracy';
 
 /** Accuracy gates a converted model must pass to move its label. */
 export interface Gates {
@@ -20,9 +21,11 @@ export interface Gates {
   minCosine: number;
   /** Minimum top-1 agreement of classification-shaped outputs. */
   minTop1: number;
+  /** Most accuracy (percentage points) the conversion may lose on a labelled `evaluationSet`, when one is given. */
+  maxAccuracyDrop: number;
 }
 
-export const DEFAULT_GATES: Gates = { minCosine: 0.99, minTop1: 0.99 };
+export const DEFAULT_GATES: Gates = { minCosine: 0.99, minTop1: 0.99, maxAccuracyDrop: 1 };
 
 export interface PipelineOptions {
   mode: QuantizationMode;
@@ -36,6 +39,8 @@ export interface PipelineOptions {
   evaluate: EvaluateOptions;
   /** How int8-static picks activation ranges from its calibration samples. */
   calibration: CalibrationOptions;
+  /** The upload's labelled examples: accuracy of both models, gated by `maxAccuracyDrop`. */
+  evaluationSet?: LabelledSet;
 }
 
 export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
@@ -120,6 +125,12 @@ function checkGates(evaluation: Evaluation, gates: Gates): Gates & GateResult {
         `output "${name}": top-1 agreement ${(o.top1DecisiveAgreement * 100).toFixed(2)}% on ${o.decisiveRows} decisive rows < ${gates.minTop1 * 100}%`,
       );
     }
+  }
+  const accuracy = evaluation.accuracy;
+  if (accuracy && !(accuracy.drop <= gates.maxAccuracyDrop)) {
+    failures.push(
+      `output "${accuracy.output}": accuracy on the evaluation set fell ${accuracy.drop.toFixed(2)} points (${accuracy.original.percent.toFixed(2)}% -> ${accuracy.converted.percent.toFixed(2)}%) > ${gates.maxAccuracyDrop}`,
+    );
   }
   return { ...gates, passed: failures.length === 0, failures };
 }
@@ -226,11 +237,15 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
     throw err;
   });
   timingsMs.reference = performance.now() - started;
+  const set = options.evaluationSet;
+  const threads = options.evaluate.intraOpNumThreads;
+  const originalScore = set ? await scoreModel(source, set, threads) : undefined;
 
   const attempt = async (mode: QuantizationMode, suffix: string, fuse: boolean) => {
     const result = await transform(source, mode, options, timingsMs, suffix, fuse);
     const began = performance.now();
     const evaluation = await compareWith(reference, result.artifact, options.evaluate);
+    if (set && originalScore) evaluation.accuracy = accuracyReport(set, originalScore, await scoreModel(result.artifact, set, threads), evaluation.latencyMs);
     timingsMs[`evaluate${suffix}`] = performance.now() - began;
     return { ...result, evaluation };
   };

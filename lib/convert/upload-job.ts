@@ -36,6 +36,7 @@ export interface JobReport {
     bytes: PipelineResult['evaluation']['bytes'];
     latencyMs: PipelineResult['evaluation']['latencyMs'];
     sessionCreateMs: PipelineResult['evaluation']['sessionCreateMs'];
+    accuracy?: PipelineResult['evaluation']['accuracy'];
   };
   gates?: PipelineResult['gates'];
   startedAt: string;
