@@ -47,12 +47,12 @@ function floatOutput(name: string): ProtoMessage {
  * `visit`; nothing is kept between samples but what `visit` keeps, so memory is the model plus
  * one sample's activations, whatever the number of samples.
  */
-async function forEachActivation(
+export async function forEachActivation(
   bytes: Uint8Array,
   names: readonly string[],
   samples: readonly Record<string, Tensor>[],
   intraOpNumThreads: number,
-  visit: (name: string, data: Float32Array) => void,
+  visit: (name: string, data: Float32Array, dims: readonly number[]) => void,
 ): Promise<void> {
   const model = OnnxModel.decode(bytes);
   const graph = model.graph();
@@ -65,7 +65,7 @@ async function forEachActivation(
       for (const name of names) {
         const data = out[name]?.data;
         if (!(data instanceof Float32Array)) throw new Error(`calibration: tensor "${name}" is not float32`);
-        visit(name, data);
+        visit(name, data, out[name]?.dims ?? []);
       }
     }
   } finally {

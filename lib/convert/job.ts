@@ -60,7 +60,7 @@ async function publishNextVersion(
 /** What a conversion writes into its manifest, besides the registry's own fields. */
 interface ConversionRecord {
   version: number;
-  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string };
+  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string; modeChoice?: PipelineResult['modeChoice'] };
   evaluation: PipelineResult['evaluation'] & { passed: boolean; gates: PipelineResult['gates'] };
 }
 
@@ -93,6 +93,7 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
     label,
     labelMoved,
     outcome: conversion.outcome,
+    ...(conversion.modeChoice ? { modeChoice: conversion.modeChoice } : {}),
     reason: conversion.reason ?? (passed ? undefined : `gates failed: ${evaluation.gates.failures.join('; ')}; published as a candidate, no label moved`),
     figures: {
       compressionPercent: evaluation.bytes.compressionPercent,
@@ -239,6 +240,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       conversion: {
         jobId,
         mode: options.pipeline.mode,
+        ...(result.modeChoice ? { modeChoice: result.modeChoice } : {}),
         outcome: result.outcome,
         reason: result.reason,
         quantization: result.quantization,

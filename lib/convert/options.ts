@@ -7,8 +7,7 @@ import { checkLabel } from '../registry/manifest';
 import { CALIBRATION_METHODS, type CalibrationMethod } from './calibrate';
 import { ConversionError } from './errors';
 import { parseEvaluationSet, type EvaluationSetOption } from './evaluation-set';
-import { DEFAULT_PIPELINE_OPTIONS, type PipelineOptions } from './pipeline';
-import type { QuantizationMode } from './quantize';
+import { DEFAULT_PIPELINE_OPTIONS, type ConversionMode, type PipelineOptions } from './pipeline';
 import { calibrationSamplesProblem } from './static-int8-mode';
 
 /** What an upload's sidecar (`uploads/<model>/<file>.json`) may say. */
@@ -28,7 +27,7 @@ export interface UploadOptions {
   evaluationSet?: EvaluationSetOption;
 }
 
-const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
+const MODES: readonly ConversionMode[] = ['int8-dynamic', 'int8-static', 'int8', 'fp16', 'none'];
 const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -89,8 +88,8 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   if (unknown.length > 0) fail(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}; known keys: ${KNOWN_KEYS.join(', ')}`);
 
   if (raw.mode !== undefined) {
-    if (!MODES.includes(raw.mode as QuantizationMode)) fail(`"mode" must be one of ${MODES.join(', ')}`);
-    pipeline.mode = raw.mode as QuantizationMode;
+    if (!MODES.includes(raw.mode as ConversionMode)) fail(`"mode" must be one of ${MODES.join(', ')}`);
+    pipeline.mode = raw.mode as ConversionMode;
   }
   if (raw.gates !== undefined) {
     if (!isObject(raw.gates)) fail('"gates" must be an object {minCosine?, minTop1?, maxAccuracyDrop?}');

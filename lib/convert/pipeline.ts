@@ -13,6 +13,7 @@ import { quantizeModel, type QuantizationMode, type QuantizeReport } from './qua
 import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
 import { ConversionError } from './errors';
+import { chooseInt8Mode, type Int8Choice } from './int8-choice';
 import { accuracyReport, scoreModel, type LabelledSet } from './accuracy';
 
 /** Accuracy gates a converted model must pass to move its label. */
@@ -27,8 +28,11 @@ export interface Gates {
 
 export const DEFAULT_GATES: Gates = { minCosine: 0.99, minTop1: 0.99, maxAccuracyDrop: 1 };
 
+/** A mode an upload asks for: a quantization mode, or `int8`, which picks static or dynamic per model. */
+export type ConversionMode = QuantizationMode | 'int8';
+
 export interface PipelineOptions {
-  mode: QuantizationMode;
+  mode: ConversionMode;
   gates: Gates;
   minElements: number;
   minGatherElements: number;
@@ -66,6 +70,8 @@ export interface PipelineResult {
   outcome: 'converted' | 'float-fallback';
   reason?: string;
   quantization: QuantizeReport;
+  /** For `mode: "int8"`: the mode it picked and why. */
+  modeChoice?: Int8Choice;
   optimization: {
     level: string;
     /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
@@ -264,12 +270,15 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
     }
   };
 
-  const first = await withFusionGuard(options.mode, '');
+  const modeChoice = options.mode === 'int8' ? await chooseInt8Mode(source, options.calibration.samples ?? options.evaluate.samples, threads) : undefined;
+  const mode: QuantizationMode = modeChoice ? modeChoice.chosen : (options.mode as QuantizationMode);
+  const chosen = modeChoice ? { modeChoice } : {};
+  const first = { ...(await withFusionGuard(mode, '')), ...chosen };
   const gates = checkGates(first.evaluation, options.gates);
-  if (gates.passed || options.mode === 'none') {
-    const nothing = options.mode !== 'none' && first.quantization.tensors === 0;
+  if (gates.passed || mode === 'none') {
+    const nothing = mode !== 'none' && first.quantization.tensors === 0;
     const reason = nothing
-      ? `${options.mode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
+      ? `${mode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
       : undefined;
     return { ...first, outcome: 'converted', ...(reason ? { reason } : {}), gates, timingsMs };
   }
@@ -277,8 +286,9 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   const fallback = await attempt('none', 'Fallback', false);
   return {
     ...fallback,
+    ...chosen,
     outcome: 'float-fallback',
-    reason: `${options.mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
+    reason: `${mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
     gates: checkGates(fallback.evaluation, options.gates),
     timingsMs,
   };

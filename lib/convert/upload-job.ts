@@ -29,6 +29,8 @@ export interface JobReport {
   label?: string | null;
   labelMoved?: boolean;
   outcome?: PipelineResult['outcome'];
+  /** For `mode: "int8"`: which mode it picked and why. */
+  modeChoice?: PipelineResult['modeChoice'];
   figures?: {
     compressionPercent: number;
     speedup: number;

@@ -181,3 +181,23 @@ describe('int8-static: calibration files under uploads/<model>/', () => {
     expect(await store.listKeys('models/calfew/')).toEqual([]);
   });
 });
+
+describe('mode int8: the job picks static or dynamic per model and says why', () => {
+  test('a conv net with calibration samples becomes int8-static', async () => {
+    const report = await runConvert('uploads/auto/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8', sampleInputs: imageSamples(8, 31) });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted', modeChoice: { chosen: 'int8-static' } });
+    expect(report.modeChoice!.reason).toMatch(/% of .* multiply-accumulates are in Conv, and 8 calibration samples are given$/);
+    const manifest = (await store.getJson(keys.manifest('auto', 1))) as { conversion: { mode: string; modeChoice: unknown; quantization: { mode: string } } };
+    expect(manifest.conversion).toMatchObject({ mode: 'int8', modeChoice: report.modeChoice, quantization: { mode: 'int8-static', static: { convs: 3 } } });
+  });
+
+  test('the same net without calibration samples becomes int8-dynamic, with the reason', async () => {
+    const report = await runConvert('uploads/autodyn/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8' });
+    expect(report).toMatchObject({
+      status: 'succeeded',
+      modeChoice: { chosen: 'int8-dynamic', reason: 'no calibration data (int8-static needs at least 8 samples in "sampleInputs" or "calibration"; 0 given)' },
+    });
+    const manifest = (await store.getJson(keys.manifest('autodyn', 1))) as { conversion: { quantization: { mode: string } } };
+    expect(manifest.conversion.quantization.mode).toBe('int8-dynamic');
+  });
+});
