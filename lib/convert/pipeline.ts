@@ -9,6 +9,7 @@ import { checkServable } from '../runtime/model-session';
 import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, ModelLoadError, type EvaluateOptions, type Evaluation } from './evaluate';
 import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
+import { fuseHardSwish } from './hard-swish';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
 import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
@@ -76,6 +77,8 @@ export interface PipelineResult {
     level: string;
     /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
     geluRewritten: number;
+    /** Hard-swish chains written out (x * Clip(x + 3, 0, 6) / 6) rewritten as one HardSwish node. */
+    hardSwishFused: number;
     /** Self-attention blocks fused into one com.microsoft Attention node (QAttention once quantized). */
     attentionFused: number;
     /** Why the fused blocks were given up (onnxruntime refused them), when they were. */
@@ -178,10 +181,11 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
 function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean, ranges?: ReadonlyMap<string, TensorRange>) {
   const model = OnnxModel.decode(source);
   const geluRewritten = canonicalizeGelu(model);
+  const hardSwishFused = fuseHardSwish(model);
   const attentionFused = fuse ? fuseAttention(model, options.keepFloat) : 0;
   const quantization = ranges ? quantizeStaticModel(model, ranges, options) : quantizeModel(model, { ...options, mode });
-  const quantized = mode === 'none' && geluRewritten === 0 && attentionFused === 0 ? source : model.encode();
-  return { quantized, quantization, geluRewritten, attentionFused };
+  const quantized = mode === 'none' && geluRewritten === 0 && hardSwishFused === 0 && attentionFused === 0 ? source : model.encode();
+  return { quantized, quantization, geluRewritten, hardSwishFused, attentionFused };
 }
 
 /**
@@ -194,7 +198,7 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
   const ranges = mode === 'int8-static' ? await calibrateStatic(source, options) : undefined;
   if (ranges) timings[`calibrate${suffix}`] = performance.now() - started;
   started = performance.now();
-  const { quantized, quantization, geluRewritten, attentionFused } = rewrite(source, mode, options, fuse, ranges);
+  const { quantized, quantization, geluRewritten, hardSwishFused, attentionFused } = rewrite(source, mode, options, fuse, ranges);
   timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();
@@ -217,6 +221,7 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
     optimization: {
       level: options.optimizationLevel,
       geluRewritten,
+      hardSwishFused,
       attentionFused,
       kept,
       servingLevel,

@@ -9,7 +9,7 @@ import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { convStackModel, prng } from '../helpers/models';
+import { convStackModel, hardSwishNet, prng } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -199,5 +199,20 @@ describe('mode int8: the job picks static or dynamic per model and says why', ()
     });
     const manifest = (await store.getJson(keys.manifest('autodyn', 1))) as { conversion: { quantization: { mode: string } } };
     expect(manifest.conversion.quantization.mode).toBe('int8-dynamic');
+  });
+});
+
+describe('hard-swish written out is fused on the way', () => {
+  test('int8-static of a conv net with x * Clip(x + 3, 0, 6) / 6: one HardSwish, reported, agreeing with the original', async () => {
+    const rand = prng(41);
+    const samples = Array.from({ length: 8 }, () => ({ image: { shape: [1, 4, 8, 8], datatype: 'FP32', data: Array.from({ length: 256 }, () => rand() * 2 - 1) } }));
+    const report = await runConvert('uploads/hswish/net.onnx', hardSwishNet('div'), { mode: 'int8-static', sampleInputs: samples });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    expect(report.figures!.outputs.y!.cosine).toBeGreaterThan(0.99);
+    const manifest = (await store.getJson(keys.manifest('hswish', 1))) as { conversion: { optimization: { hardSwishFused: number }; quantization: { static: { convs: number } } } };
+    expect(manifest.conversion.optimization.hardSwishFused).toBe(1);
+    expect(manifest.conversion.quantization.static.convs).toBe(2);
+    const ops = OnnxModel.decode(await store.getBytes(keys.artifact('hswish', 1))).graph().nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'Add' || o === 'Clip' || o === 'Div')).toEqual([]);
   });
 });
