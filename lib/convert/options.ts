@@ -28,7 +28,7 @@ export interface UploadOptions {
 }
 
 const MODES: readonly ConversionMode[] = ['int8-dynamic', 'int8-static', 'int8', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet', 'sensitivityThreshold'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -143,6 +143,10 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   if (raw.calibration !== undefined) {
     if (typeof raw.calibration !== 'string' || raw.calibration.length === 0) fail('"calibration" must be a key or prefix under uploads/<model>/');
     out.calibration = raw.calibration;
+  }
+  if (raw.sensitivityThreshold !== undefined) {
+    if (pipeline.mode !== 'int8-static' && pipeline.mode !== 'int8') fail('"sensitivityThreshold" applies to mode int8-static or int8');
+    pipeline.sensitivityThreshold = number(raw.sensitivityThreshold, 'sensitivityThreshold', 0, 2);
   }
   if (raw.evaluationSet !== undefined) out.evaluationSet = parseEvaluationSet(raw.evaluationSet);
   // Calibration files are counted once the job has read them.

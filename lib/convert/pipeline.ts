@@ -10,6 +10,7 @@ import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, Mode
 import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
 import { fuseHardSwish } from './hard-swish';
+import { measureSensitivity } from './sensitivity';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
 import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
@@ -46,6 +47,8 @@ export interface PipelineOptions {
   calibration: CalibrationOptions;
   /** The upload's labelled examples: accuracy of both models, gated by `maxAccuracyDrop`. */
   evaluationSet?: LabelledSet;
+  /** int8-static: keep in float each Conv that, quantized alone, costs more than this of the output cosine. */
+  sensitivityThreshold?: number;
 }
 
 export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
@@ -174,16 +177,19 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
   return best;
 }
 
+/** The sensitivity pass's answer: costs by Conv output, and the Convs it keeps float with why. */
+type Sensitivity = { threshold: number; costs: Record<string, number>; sensitive: Record<string, string> };
+
 /**
  * The graph rewrites and the quantization, as encoded bytes. Only the bytes leave this function:
  * the decoded tree and its new weight tensors are garbage before any session is created.
  */
-function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean, ranges?: ReadonlyMap<string, TensorRange>) {
+function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean, ranges?: ReadonlyMap<string, TensorRange>, sensitivity?: Sensitivity) {
   const model = OnnxModel.decode(source);
   const geluRewritten = canonicalizeGelu(model);
   const hardSwishFused = fuseHardSwish(model);
   const attentionFused = fuse ? fuseAttention(model, options.keepFloat) : 0;
-  const quantization = ranges ? quantizeStaticModel(model, ranges, options) : quantizeModel(model, { ...options, mode });
+  const quantization = ranges ? quantizeStaticModel(model, ranges, options, sensitivity) : quantizeModel(model, { ...options, mode });
   const quantized = mode === 'none' && geluRewritten === 0 && hardSwishFused === 0 && attentionFused === 0 ? source : model.encode();
   return { quantized, quantization, geluRewritten, hardSwishFused, attentionFused };
 }
@@ -197,8 +203,16 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
   let started = performance.now();
   const ranges = mode === 'int8-static' ? await calibrateStatic(source, options) : undefined;
   if (ranges) timings[`calibrate${suffix}`] = performance.now() - started;
+  let sensitivity: Sensitivity | undefined;
+  const threshold = options.sensitivityThreshold;
+  if (ranges && threshold !== undefined) {
+    started = performance.now();
+    const samples = options.calibration.samples ?? options.evaluate.samples ?? [];
+    sensitivity = { threshold, ...(await measureSensitivity(source, ranges, options, samples, threshold, options.evaluate.intraOpNumThreads)) };
+    timings[`sensitivity${suffix}`] = performance.now() - started;
+  }
   started = performance.now();
-  const { quantized, quantization, geluRewritten, hardSwishFused, attentionFused } = rewrite(source, mode, options, fuse, ranges);
+  const { quantized, quantization, geluRewritten, hardSwishFused, attentionFused } = rewrite(source, mode, options, fuse, ranges, sensitivity);
   timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();

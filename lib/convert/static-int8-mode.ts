@@ -32,10 +32,16 @@ export async function calibrateStatic(source: Uint8Array, options: PipelineOptio
  * int8-static: Convs in calibrated QDQ form, then MatMul/Gemm (and embeddings) on the dynamic
  * path, which keeps its run-time activation ranges. One report for both.
  */
-export function quantizeStaticModel(model: OnnxModel, ranges: ReadonlyMap<string, TensorRange>, options: PipelineOptions): QuantizeReport {
+export function quantizeStaticModel(
+  model: OnnxModel,
+  ranges: ReadonlyMap<string, TensorRange>,
+  options: PipelineOptions,
+  sensitivity?: { threshold: number; costs: Record<string, number>; sensitive: Record<string, string> },
+): QuantizeReport {
   let report;
   try {
-    report = quantizeStatic(model, ranges, options);
+    report = quantizeStatic(model, ranges, { keepFloat: options.keepFloat, ...(sensitivity ? { sensitive: sensitivity.sensitive } : {}) });
+    if (sensitivity) report.sensitivity = { threshold: sensitivity.threshold, costs: sensitivity.costs };
   } catch (err) {
     throw new ConversionError((err as Error).message);
   }

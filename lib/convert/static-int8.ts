@@ -8,6 +8,8 @@ export const STATIC_INT8_MIN_OPSET = 13;
 export interface StaticInt8Options {
   /** Node names (or output names) to leave in float. */
   keepFloat: readonly string[];
+  /** Convs (by node name, or output name for an unnamed node) the sensitivity pass keeps in float, with why. */
+  sensitive?: Readonly<Record<string, string>>;
 }
 
 export interface StaticInt8Report {
@@ -17,6 +19,8 @@ export interface StaticInt8Report {
   reluFolded: number;
   /** Conv nodes left in float, by name, and why. */
   keptFloat: Record<string, string>;
+  /** The sensitivity pass, when asked for: each Conv's cost quantized alone (1 - output cosine), by name. */
+  sensitivity?: { threshold: number; costs: Record<string, number> };
 }
 
 /** One Conv the rewrite quantizes: which tensors it reads and which tensor its Q/DQ writes. */
@@ -54,6 +58,11 @@ function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]
   for (const node of nodes) {
     if (node.opType !== 'Conv' || node.domain) continue;
     const label = node.name || node.outputs[0] || 'Conv';
+    const sensitive = options.sensitive?.[label];
+    if (sensitive) {
+      keptFloat[label] = sensitive;
+      continue;
+    }
     if (options.keepFloat.some((k) => k === node.name || node.outputs.includes(k))) {
       keptFloat[label] = 'keepFloat';
       continue;
@@ -85,6 +94,11 @@ export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Op
   const names = new Set<string>();
   for (const p of plan(model, options).plans) names.add(p.input).add(p.output);
   return [...names];
+}
+
+/** The Convs a static quantization of `model` would quantize, in graph order: node name, or output name for an unnamed node. */
+export function staticConvNames(model: OnnxModel, options: StaticInt8Options): string[] {
+  return plan(model, options).plans.map((p) => p.node.name || p.node.outputs[0] || 'Conv');
 }
 
 /** Round half to even, as ONNX QuantizeLinear rounds (`Math.round` rounds half up). */

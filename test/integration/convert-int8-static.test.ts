@@ -216,3 +216,21 @@ describe('hard-swish written out is fused on the way', () => {
     expect(ops.filter((o) => o === 'Add' || o === 'Clip' || o === 'Div')).toEqual([]);
   });
 });
+
+describe('sensitivityThreshold', () => {
+  test('a threshold no Conv meets keeps them all in float, reporting each cost and why', async () => {
+    const report = await runConvert('uploads/sensitive/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8-static', sampleInputs: imageSamples(8, 51), sensitivityThreshold: 0 });
+    expect(report.status).toBe('succeeded');
+    const manifest = (await store.getJson(keys.manifest('sensitive', 1))) as { conversion: { quantization: { static: { convs: number; keptFloat: Record<string, string>; sensitivity: { threshold: number; costs: Record<string, number> } } } } };
+    const { convs, keptFloat, sensitivity } = manifest.conversion.quantization.static;
+    expect(convs).toBe(0);
+    expect(Object.keys(sensitivity.costs)).toEqual(['Conv_0', 'Conv_2', 'Conv_4']);
+    expect(sensitivity.threshold).toBe(0);
+    for (const [name, cost] of Object.entries(sensitivity.costs)) expect(keptFloat[name]).toBe(`sensitivity: quantized alone it costs ${cost.toExponential(2)} of the output cosine, over 0`);
+  });
+
+  test('is refused outside int8-static and int8', async () => {
+    const report = await runConvert('uploads/sensdyn/net.onnx', convStackModel(8, 1, SIZE), { sensitivityThreshold: 0.01 });
+    expect(report).toMatchObject({ status: 'failed', reason: 'options: "sensitivityThreshold" applies to mode int8-static or int8' });
+  });
+});
