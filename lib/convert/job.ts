@@ -60,7 +60,7 @@ async function publishNextVersion(
 /** What a conversion writes into its manifest, besides the registry's own fields. */
 interface ConversionRecord {
   version: number;
-  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string; modeChoice?: PipelineResult['modeChoice'] };
+  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string; modeChoice?: PipelineResult['modeChoice']; opsetUpgrade?: PipelineResult['opsetUpgrade'] };
   evaluation: PipelineResult['evaluation'] & { passed: boolean; gates: PipelineResult['gates'] };
 }
 
@@ -94,6 +94,7 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
     labelMoved,
     outcome: conversion.outcome,
     ...(conversion.modeChoice ? { modeChoice: conversion.modeChoice } : {}),
+    ...(conversion.opsetUpgrade ? { opsetUpgrade: conversion.opsetUpgrade } : {}),
     reason: conversion.reason ?? (passed ? undefined : `gates failed: ${evaluation.gates.failures.join('; ')}; published as a candidate, no label moved`),
     figures: {
       compressionPercent: evaluation.bytes.compressionPercent,
@@ -241,6 +242,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
         jobId,
         mode: options.pipeline.mode,
         ...(result.modeChoice ? { modeChoice: result.modeChoice } : {}),
+        ...(result.opsetUpgrade ? { opsetUpgrade: result.opsetUpgrade } : {}),
         outcome: result.outcome,
         reason: result.reason,
         quantization: result.quantization,

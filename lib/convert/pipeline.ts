@@ -11,6 +11,7 @@ import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
 import { fuseHardSwish } from './hard-swish';
 import { measureSensitivity } from './sensitivity';
+import { OpsetUpgradeError, upgradeOpset, type OpsetUpgrade } from './opset-upgrade';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
 import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
@@ -76,6 +77,8 @@ export interface PipelineResult {
   quantization: QuantizeReport;
   /** For `mode: "int8"`: the mode it picked and why. */
   modeChoice?: Int8Choice;
+  /** The default-domain opset upgrade the quantization needed, when the upload was older. */
+  opsetUpgrade?: OpsetUpgrade;
   optimization: {
     level: string;
     /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
@@ -123,6 +126,12 @@ export function validateModel(bytes: Uint8Array, maxBytes: number): void {
 function hasConvolution(graph: GraphView): boolean {
   return graph.nodes().some((node) => node.opType.includes('Conv') || node.subgraphs().some(hasConvolution));
 }
+
+/**
+ * The default-domain opset each quantization needs; older uploads are upgraded to it. int8-static
+ * takes 14: per-channel weights need 13, and HardSwish (which hard-swish chains become) 14.
+ */
+const QUANTIZATION_OPSET: Partial<Record<QuantizationMode, number>> = { 'int8-dynamic': 11, 'int8-static': 14 };
 
 /** Highest default-domain opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused). */
 export const MAX_OPSET = 26;
@@ -266,8 +275,8 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   const threads = options.evaluate.intraOpNumThreads;
   const originalScore = set ? await scoreModel(source, set, threads) : undefined;
 
-  const attempt = async (mode: QuantizationMode, suffix: string, fuse: boolean) => {
-    const result = await transform(source, mode, options, timingsMs, suffix, fuse);
+  const attempt = async (mode: QuantizationMode, suffix: string, fuse: boolean, input: Uint8Array = source) => {
+    const result = await transform(input, mode, options, timingsMs, suffix, fuse);
     const began = performance.now();
     const evaluation = await compareWith(reference, result.artifact, options.evaluate);
     if (set && originalScore) evaluation.accuracy = accuracyReport(set, originalScore, await scoreModel(result.artifact, set, threads), evaluation.latencyMs);
@@ -279,12 +288,12 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
    * input is not [batch, sequence, hidden] runs op by op but not as one Attention node. Such a
    * model converts without fusing, and says so.
    */
-  const withFusionGuard = async (mode: QuantizationMode, suffix: string) => {
+  const withFusionGuard = async (mode: QuantizationMode, suffix: string, input: Uint8Array) => {
     try {
-      return await attempt(mode, suffix, true);
+      return await attempt(mode, suffix, true, input);
     } catch (err) {
-      if (fuseAttention(OnnxModel.decode(source), options.keepFloat) === 0) throw err;
-      const result = await attempt(mode, suffix, false);
+      if (fuseAttention(OnnxModel.decode(input), options.keepFloat) === 0) throw err;
+      const result = await attempt(mode, suffix, false, input);
       return { ...result, optimization: { ...result.optimization, attentionNotFused: (err as Error).message.slice(0, 300) } };
     }
   };
@@ -292,7 +301,37 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   const modeChoice = options.mode === 'int8' ? await chooseInt8Mode(source, options.calibration.samples ?? options.evaluate.samples, threads) : undefined;
   const mode: QuantizationMode = modeChoice ? modeChoice.chosen : (options.mode as QuantizationMode);
   const chosen = modeChoice ? { modeChoice } : {};
-  const first = { ...(await withFusionGuard(mode, '')), ...chosen };
+  const floatWithReason = async (reason: string): Promise<PipelineResult> => {
+    const fallback = await attempt('none', 'Fallback', false);
+    return { ...fallback, ...chosen, outcome: 'float-fallback', reason, gates: checkGates(fallback.evaluation, options.gates), timingsMs };
+  };
+  // A model below the opset its quantization needs is upgraded first, and must answer as before.
+  let input = source;
+  let opsetUpgrade: OpsetUpgrade | undefined;
+  const needed = QUANTIZATION_OPSET[mode];
+  if (needed !== undefined) {
+    const began = performance.now();
+    const upgraded = OnnxModel.decode(source);
+    try {
+      opsetUpgrade = upgradeOpset(upgraded, needed);
+    } catch (err) {
+      if (!(err instanceof OpsetUpgradeError)) throw err;
+      return floatWithReason(`${mode} needs opset ${needed} and the model's opset cannot be upgraded: ${err.message}; published the optimized float model instead`);
+    }
+    if (opsetUpgrade.from < opsetUpgrade.to) {
+      input = upgraded.encode();
+      const check = await compareWith(reference, input, { ...options.evaluate, latencyRuns: 1 });
+      const differs = Object.entries(check.outputs).find(([, o]) => !(o.cosine >= 0.9999));
+      timingsMs.opsetUpgrade = performance.now() - began;
+      if (differs) {
+        return floatWithReason(
+          `${mode} needs opset ${needed}; the model upgraded from opset ${opsetUpgrade.from} does not answer as the original (output "${differs[0]}": cosine ${differs[1].cosine.toFixed(6)}); published the optimized float model instead`,
+        );
+      }
+    } else opsetUpgrade = undefined;
+  }
+  const upgradedBy = opsetUpgrade ? { opsetUpgrade } : {};
+  const first = { ...(await withFusionGuard(mode, '', input)), ...chosen, ...upgradedBy };
   const gates = checkGates(first.evaluation, options.gates);
   if (gates.passed || mode === 'none') {
     const nothing = mode !== 'none' && first.quantization.tensors === 0;
@@ -306,6 +345,7 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   return {
     ...fallback,
     ...chosen,
+    ...upgradedBy,
     outcome: 'float-fallback',
     reason: `${mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
     gates: checkGates(fallback.evaluation, options.gates),

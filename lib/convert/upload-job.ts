@@ -31,6 +31,8 @@ export interface JobReport {
   outcome?: PipelineResult['outcome'];
   /** For `mode: "int8"`: which mode it picked and why. */
   modeChoice?: PipelineResult['modeChoice'];
+  /** The opset upgrade the quantization needed, when the upload was older. */
+  opsetUpgrade?: PipelineResult['opsetUpgrade'];
   figures?: {
     compressionPercent: number;
     speedup: number;
