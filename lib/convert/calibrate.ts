@@ -54,6 +54,7 @@ export async function forEachActivation(
   intraOpNumThreads: number,
   visit: (name: string, data: Float32Array, dims: readonly number[]) => void,
 ): Promise<void> {
+  if (names.length === 0) return;
   const model = OnnxModel.decode(bytes);
   const graph = model.graph();
   const declared = new Set(graph.outputNames());

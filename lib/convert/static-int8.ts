@@ -1,4 +1,5 @@
-import { DATA_TYPE, GraphView, makeNode, makeTensor, NODE, NodeView, OnnxModel, type TensorView } from '../onnx/model';
+import { ATTRIBUTE, DATA_TYPE, GraphView, makeNode, makeTensor, NODE, NodeView, OnnxModel, TensorView, TENSOR } from '../onnx/model';
+import { ProtoField } from '../onnx/proto-tree';
 import type { ProtoMessage } from '../onnx/proto-tree';
 import type { TensorRange } from './calibrate';
 
@@ -17,6 +18,8 @@ export interface StaticInt8Report {
   convs: number;
   /** Relu nodes whose range was folded into their Conv's output quantization and removed. */
   reluFolded: number;
+  /** BatchNormalization nodes folded into the Conv before them (its weights and bias). */
+  batchNormsFolded: number;
   /** Conv nodes left in float, by name, and why. */
   keptFloat: Record<string, string>;
   /** The sensitivity pass, when asked for: each Conv's cost quantized alone (1 - output cosine), by name. */
@@ -41,12 +44,111 @@ function uses(graph: GraphView): Map<string, number> {
   return count;
 }
 
+/** Constant nodes of the main graph holding a tensor (how some exporters store weights), by output name. */
+function constantNodes(graph: GraphView): Map<string, { node: NodeView; tensor: TensorView }> {
+  const out = new Map<string, { node: NodeView; tensor: TensorView }>();
+  for (const node of graph.nodes()) {
+    const value = node.opType === 'Constant' && !node.domain ? node.attribute('value')?.first(ATTRIBUTE.t)?.message() : undefined;
+    if (value && node.outputs[0]) out.set(node.outputs[0], { node, tensor: new TensorView(value) });
+  }
+  return out;
+}
+
+/**
+ * Makes the Constant nodes that hold Conv weights and biases initializers of the same name, so
+ * the rewrite treats every constant weight alike (and can drop the float copy once quantized).
+ */
+function hoistConvConstants(graph: GraphView): void {
+  const wanted = new Set<string>();
+  for (const n of graph.nodes()) if ((n.opType === 'Conv' || n.opType === 'BatchNormalization') && !n.domain) for (const i of n.inputs.slice(1)) wanted.add(i);
+  const hoisted = [...constantNodes(graph)].filter(([name]) => wanted.has(name));
+  if (hoisted.length === 0) return;
+  const gone = new Set(hoisted.map(([, c]) => c.node.proto));
+  const tensors = hoisted.map(([name, c]) => {
+    const t = c.tensor.proto;
+    t.set(TENSOR.name, [ProtoField.string(TENSOR.name, name)]);
+    return t;
+  });
+  graph.setNodes(graph.nodes().filter((n) => !gone.has(n.proto)).map((n) => n.proto));
+  graph.setInitializers([...graph.initializers().map((t) => t.proto), ...tensors]);
+}
+
+/** Every tensor name a node reads, in the graph and its subgraphs, and the graph's outputs. */
+function namesRead(graph: GraphView, into = new Set<string>()): Set<string> {
+  for (const n of graph.nodes()) {
+    for (const i of n.inputs) into.add(i);
+    for (const sub of n.subgraphs()) namesRead(sub, into);
+  }
+  for (const o of graph.outputNames()) into.add(o);
+  return into;
+}
+
+/**
+ * Folds a BatchNormalization that alone reads a Conv's output into that Conv (inference form:
+ * `w' = w x s`, `b' = (b - mean) x s + beta` with `s = gamma / sqrt(var + eps)` per output
+ * channel), so the Conv is quantized with the weights and output range it really has; the Conv
+ * then writes the BatchNormalization's output. Constant operands only. Returns how many it folded.
+ */
+export function foldBatchNorms(graph: GraphView): number {
+  hoistConvConstants(graph);
+  const inputs = new Set(graph.inputNames());
+  const constants = new Map<string, TensorView>();
+  for (const t of graph.initializers()) if (!inputs.has(t.name)) constants.set(t.name, t);
+  const nodes = graph.nodes();
+  const readers = new Map<string, NodeView[]>();
+  for (const n of nodes) for (const i of n.inputs) readers.set(i, [...(readers.get(i) ?? []), n]);
+  const outputs = new Set(graph.outputNames());
+  const floatConst = (name: string | undefined) => {
+    const t = name ? constants.get(name) : undefined;
+    return t && t.dataType === DATA_TYPE.FLOAT && !t.isExternal ? t : undefined;
+  };
+  const replaced = new Map<ProtoMessage, ProtoMessage>();
+  const dropped = new Set<ProtoMessage>();
+  const added: ProtoMessage[] = [];
+  for (const conv of nodes) {
+    if (conv.opType !== 'Conv' || conv.domain) continue;
+    const y = conv.outputs[0] ?? '';
+    const next = readers.get(y) ?? [];
+    const bn = next[0];
+    if (next.length !== 1 || outputs.has(y) || !bn || bn.opType !== 'BatchNormalization' || bn.domain || bn.outputs.length !== 1) continue;
+    const w = floatConst(conv.inputs[1]);
+    const b = conv.inputs[2] ? floatConst(conv.inputs[2]) : undefined;
+    const [gamma, beta, mean, variance] = bn.inputs.slice(1, 5).map(floatConst);
+    if (!w || (conv.inputs[2] && !b) || !gamma || !beta || !mean || !variance) continue;
+    const channels = w.dims[0] as number;
+    if ([gamma, beta, mean, variance].some((t) => t.elementCount !== channels)) continue;
+    const eps = bn.floatAttribute('epsilon', 1e-5);
+    const [g, bt, m, v] = [gamma.floats(), beta.floats(), mean.floats(), variance.floats()];
+    const weights = Float32Array.from(w.floats());
+    const per = weights.length / channels;
+    const bias = new Float32Array(channels);
+    const old = b?.floats();
+    for (let c = 0; c < channels; c++) {
+      const scale = (g[c] as number) / Math.sqrt((v[c] as number) + eps);
+      for (let i = 0; i < per; i++) weights[c * per + i] = (weights[c * per + i] as number) * scale;
+      bias[c] = ((old?.[c] ?? 0) - (m[c] as number)) * scale + (bt[c] as number);
+    }
+    const base = conv.name || y;
+    added.push(makeTensor(`${base}__bn_w`, DATA_TYPE.FLOAT, w.dims, bytesOf(weights)), makeTensor(`${base}__bn_b`, DATA_TYPE.FLOAT, [channels], bytesOf(bias)));
+    const folded = makeNode('Conv', [conv.inputs[0] ?? '', `${base}__bn_w`, `${base}__bn_b`], [bn.outputs[0] ?? ''], conv.name || `${base}_conv`);
+    for (const a of conv.proto.all(NODE.attribute)) folded.fields.push(a);
+    replaced.set(conv.proto, folded);
+    dropped.add(bn.proto);
+  }
+  if (replaced.size === 0) return 0;
+  graph.setNodes(nodes.filter((n) => !dropped.has(n.proto)).map((n) => replaced.get(n.proto) ?? n.proto));
+  const read = namesRead(graph);
+  graph.setInitializers([...graph.initializers().filter((t) => read.has(t.name)).map((t) => t.proto), ...added]);
+  return replaced.size;
+}
+
 /** Finds the Convs to quantize, with why each other Conv stays float. */
 function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]; keptFloat: Record<string, string> } {
   const graph = model.graph();
   const inputs = new Set(graph.inputNames());
   const constants = new Map<string, TensorView>();
   for (const t of graph.initializers()) if (!inputs.has(t.name)) constants.set(t.name, t);
+  for (const [name, t] of constantNodes(graph)) constants.set(name, t.tensor);
   const count = uses(graph);
   const outputs = new Set(graph.outputNames());
   const consumers = new Map<string, NodeView[]>();
@@ -91,6 +193,8 @@ function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]
  * input, and its output (its Relu's output when the Relu is folded in).
  */
 export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Options): string[] {
+  // Ranges are those of the graph as it will be quantized: BatchNormalizations folded.
+  foldBatchNorms(model.graph());
   const names = new Set<string>();
   for (const p of plan(model, options).plans) names.add(p.input).add(p.output);
   return [...names];
@@ -98,6 +202,7 @@ export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Op
 
 /** The Convs a static quantization of `model` would quantize, in graph order: node name, or output name for an unnamed node. */
 export function staticConvNames(model: OnnxModel, options: StaticInt8Options): string[] {
+  foldBatchNorms(model.graph());
   return plan(model, options).plans.map((p) => p.node.name || p.node.outputs[0] || 'Conv');
 }
 
@@ -151,8 +256,9 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     throw new Error(`int8-static needs opset ${STATIC_INT8_MIN_OPSET} or later (per-channel weights); the model uses opset ${main?.version ?? 'none'}`);
   }
   const graph = model.graph();
+  const batchNormsFolded = foldBatchNorms(graph);
   const { plans, keptFloat } = plan(model, options);
-  const report: StaticInt8Report = { convs: 0, reluFolded: 0, keptFloat };
+  const report: StaticInt8Report = { convs: 0, reluFolded: 0, batchNormsFolded, keptFloat };
   if (plans.length === 0) return report;
   const byNode = new Map<ProtoMessage, ConvPlan>(plans.map((p) => [p.node.proto, p]));
   const folded = new Set<ProtoMessage>(plans.flatMap((p) => (p.relu ? [p.relu.proto] : [])));

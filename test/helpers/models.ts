@@ -480,3 +480,39 @@ export function hardSwishNet(form: HardSwishForm, opset = 17): Uint8Array {
     opsets: [{ domain: '', version: opset }],
   });
 }
+
+/**
+ * An opset-9 conv net using the ops whose signature changed by opset 14: Conv -> BatchNormalization
+ * -> Clip (min/max attributes) -> Upsample (x2, nearest) -> Slice (attributes) -> Pad (attributes)
+ * -> Softmax (axis 1 of a 4-D tensor: the old 2-D meaning) -> y.
+ */
+export function opset9ConvModel(extra: NodeDef[] = [], last = 'p'): Uint8Array {
+  const rand = prng(2);
+  const w = (n: number, s = 1) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+  return encodeModel({
+    graph: {
+      name: 'old',
+      inputs: [{ name: 'x', elemType: ONNX.FLOAT, shape: [1, 3, 8, 8] }],
+      outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 4, 16, 16] }],
+      initializers: [
+        floatTensor('k', [4, 3, 3, 3], w(108)),
+        floatTensor('gamma', [4], w(4)),
+        floatTensor('beta', [4], w(4)),
+        floatTensor('mean', [4], w(4, 0.1)),
+        floatTensor('var', [4], [0.5, 1, 1.5, 2]),
+        floatTensor('scales', [4], [1, 1, 2, 2]),
+      ],
+      nodes: [
+        { opType: 'Conv', inputs: ['x', 'k'], outputs: ['c'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+        { opType: 'BatchNormalization', inputs: ['c', 'gamma', 'beta', 'mean', 'var'], outputs: ['b'], attributes: [{ name: 'epsilon', f: 1e-5 }] },
+        { opType: 'Clip', inputs: ['b'], outputs: ['r'], attributes: [{ name: 'min', f: 0 }, { name: 'max', f: 6 }] },
+        { opType: 'Upsample', inputs: ['r', 'scales'], outputs: ['u'], attributes: [{ name: 'mode', s: 'nearest' }] },
+        { opType: 'Slice', inputs: ['u'], outputs: ['s'], attributes: [{ name: 'starts', ints: [1, 1] }, { name: 'ends', ints: [15, 15] }, { name: 'axes', ints: [2, 3] }] },
+        { opType: 'Pad', inputs: ['s'], outputs: ['p'], attributes: [{ name: 'pads', ints: [0, 0, 1, 1, 0, 0, 1, 1] }, { name: 'value', f: 0.5 }] },
+        ...extra,
+        { opType: 'Softmax', inputs: [last], outputs: ['y'], attributes: [{ name: 'axis', i: 1 }] },
+      ],
+    },
+    opsets: [{ domain: '', version: 9 }],
+  });
+}

@@ -9,7 +9,7 @@ import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { convStackModel, hardSwishNet, prng } from '../helpers/models';
+import { convStackModel, hardSwishNet, opset9ConvModel, prng } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -232,5 +232,36 @@ describe('sensitivityThreshold', () => {
   test('is refused outside int8-static and int8', async () => {
     const report = await runConvert('uploads/sensdyn/net.onnx', convStackModel(8, 1, SIZE), { sensitivityThreshold: 0.01 });
     expect(report).toMatchObject({ status: 'failed', reason: 'options: "sensitivityThreshold" applies to mode int8-static or int8' });
+  });
+});
+
+describe('uploads below the opset quantization needs', () => {
+  const samples = () => {
+    const rand = prng(61);
+    return Array.from({ length: 8 }, () => ({ x: { shape: [1, 3, 8, 8], datatype: 'FP32', data: Array.from({ length: 192 }, () => rand() * 4 - 2) } }));
+  };
+
+  test('an opset-9 conv net is upgraded to 14, recorded, and quantized', async () => {
+    const report = await runConvert('uploads/oldnet/net.onnx', opset9ConvModel(), { mode: 'int8-static', sampleInputs: samples(), gates: { minCosine: 0.98, minTop1: 0 } });
+    expect(report).toMatchObject({
+      status: 'succeeded',
+      outcome: 'converted',
+      opsetUpgrade: { from: 9, to: 14, rewritten: { BatchNormalization: 1, Clip: 1, Upsample: 1, Slice: 1, Pad: 1, Softmax: 1 } },
+    });
+    const manifest = (await store.getJson(keys.manifest('oldnet', 1))) as { conversion: { opsetUpgrade: unknown; quantization: { static: { convs: number; batchNormsFolded: number } } } };
+    expect(manifest.conversion.opsetUpgrade).toEqual(report.opsetUpgrade);
+    expect(manifest.conversion.quantization.static).toMatchObject({ convs: 1, batchNormsFolded: 1 });
+  });
+
+  test('an op that cannot be upgraded: the optimized float model is published with the reason', async () => {
+    const source = opset9ConvModel([{ opType: 'LpNormalization', inputs: ['p'], outputs: ['n'], name: 'norm' }], 'n');
+    const report = await runConvert('uploads/oldop/net.onnx', source, { mode: 'int8-static', sampleInputs: samples() });
+    expect(report).toMatchObject({
+      status: 'succeeded',
+      outcome: 'float-fallback',
+      reason: 'int8-static needs opset 14 and the model\'s opset cannot be upgraded: node "norm" (LpNormalization) has no known upgrade from opset 9 to 14; published the optimized float model instead',
+    });
+    const ops = OnnxModel.decode(await store.getBytes(keys.artifact('oldop', 1))).graph().nodes().map((n) => n.opType);
+    expect(ops).not.toContain('QuantizeLinear');
   });
 });

@@ -84,7 +84,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 
   it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
     const { bytes, report } = await quantized(source, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 3, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, keptFloat: {} });
     const graph = OnnxModel.decode(bytes).graph();
     const ops = graph.nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
@@ -163,7 +163,7 @@ describe('static int8 (QDQ) for convolutions', () => {
       },
     });
     const { bytes, report } = await quantized(depthwise, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 2, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, keptFloat: {} });
     const runtime = (await runtimeGraph(bytes, 'extended')).graph();
     expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
     const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
