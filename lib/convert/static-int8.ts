@@ -20,6 +20,8 @@ export interface StaticInt8Report {
   reluFolded: number;
   /** BatchNormalization nodes folded into the Conv before them (its weights and bias). */
   batchNormsFolded: number;
+  /** Mul/Add by a scalar or per-channel constant folded into the Conv before them. */
+  affineFolded: number;
   /** Conv nodes left in float, by name, and why. */
   keptFloat: Record<string, string>;
   /** The sensitivity pass, when asked for: each Conv's cost quantized alone (1 - output cosine), by name. */
@@ -84,16 +86,19 @@ function namesRead(graph: GraphView, into = new Set<string>()): Set<string> {
 }
 
 /**
- * Folds a BatchNormalization that alone reads a Conv's output into that Conv (inference form:
- * `w' = w x s`, `b' = (b - mean) x s + beta` with `s = gamma / sqrt(var + eps)` per output
- * channel), so the Conv is quantized with the weights and output range it really has; the Conv
- * then writes the BatchNormalization's output. Constant operands only. Returns how many it folded.
+ * Folds into each Conv the per-channel affine steps that alone read its output, in a chain:
+ * BatchNormalization (inference form: `w' = w x s`, `b' = (b - mean) x s + beta` with
+ * `s = gamma / sqrt(var + eps)`), and Mul or Add by a constant that is a scalar or one value per
+ * output channel (PP-LCNet's learnable affine blocks, scale layers). The Conv then writes the
+ * chain's last output, and is quantized with the weights and output range it really has.
+ * Constant operands only; exact up to float rounding. Dead constants are dropped.
  */
-export function foldBatchNorms(graph: GraphView): number {
+export function foldIntoConvs(graph: GraphView): { batchNorms: number; affine: number } {
   hoistConvConstants(graph);
   const inputs = new Set(graph.inputNames());
   const constants = new Map<string, TensorView>();
   for (const t of graph.initializers()) if (!inputs.has(t.name)) constants.set(t.name, t);
+  for (const [name, c] of constantNodes(graph)) constants.set(name, c.tensor);
   const nodes = graph.nodes();
   const readers = new Map<string, NodeView[]>();
   for (const n of nodes) for (const i of n.inputs) readers.set(i, [...(readers.get(i) ?? []), n]);
@@ -102,44 +107,79 @@ export function foldBatchNorms(graph: GraphView): number {
     const t = name ? constants.get(name) : undefined;
     return t && t.dataType === DATA_TYPE.FLOAT && !t.isExternal ? t : undefined;
   };
+  /** One value per output channel of a rank-`rank` Conv output (scalar, or [C] at axis 1 with 1s elsewhere). */
+  const perChannel = (t: TensorView | undefined, channels: number, rank: number): Float32Array | undefined => {
+    if (!t) return undefined;
+    const values = t.floats();
+    if (values.length === 1) return new Float32Array(channels).fill(values[0] as number);
+    const dims = [...new Array<number>(Math.max(0, rank - t.dims.length)).fill(1), ...t.dims];
+    if (dims.length !== rank || values.length !== channels || dims.some((d, i) => (i === 1 ? d !== channels : d !== 1))) return undefined;
+    return Float32Array.from(values);
+  };
   const replaced = new Map<ProtoMessage, ProtoMessage>();
   const dropped = new Set<ProtoMessage>();
   const added: ProtoMessage[] = [];
+  const folded = { batchNorms: 0, affine: 0 };
   for (const conv of nodes) {
     if (conv.opType !== 'Conv' || conv.domain) continue;
-    const y = conv.outputs[0] ?? '';
-    const next = readers.get(y) ?? [];
-    const bn = next[0];
-    if (next.length !== 1 || outputs.has(y) || !bn || bn.opType !== 'BatchNormalization' || bn.domain || bn.outputs.length !== 1) continue;
     const w = floatConst(conv.inputs[1]);
     const b = conv.inputs[2] ? floatConst(conv.inputs[2]) : undefined;
-    const [gamma, beta, mean, variance] = bn.inputs.slice(1, 5).map(floatConst);
-    if (!w || (conv.inputs[2] && !b) || !gamma || !beta || !mean || !variance) continue;
+    if (!w || (conv.inputs[2] && !b) || w.dims.length < 3) continue;
     const channels = w.dims[0] as number;
-    if ([gamma, beta, mean, variance].some((t) => t.elementCount !== channels)) continue;
-    const eps = bn.floatAttribute('epsilon', 1e-5);
-    const [g, bt, m, v] = [gamma.floats(), beta.floats(), mean.floats(), variance.floats()];
+    const rank = w.dims.length;
+    let scale: Float32Array | undefined;
+    let bias: Float32Array | undefined;
+    let y = conv.outputs[0] ?? '';
+    for (;;) {
+      const next = readers.get(y) ?? [];
+      const step = next[0];
+      if (next.length !== 1 || outputs.has(y) || !step || step.domain || step.outputs.length !== 1) break;
+      scale ??= new Float32Array(channels).fill(1);
+      bias ??= b ? Float32Array.from(b.floats()) : new Float32Array(channels);
+      if (step.opType === 'BatchNormalization') {
+        const [gamma, beta, mean, variance] = step.inputs.slice(1, 5).map(floatConst);
+        if (!gamma || !beta || !mean || !variance || [gamma, beta, mean, variance].some((t) => t.elementCount !== channels)) break;
+        const eps = step.floatAttribute('epsilon', 1e-5);
+        const [g, bt, m, v] = [gamma.floats(), beta.floats(), mean.floats(), variance.floats()];
+        for (let c = 0; c < channels; c++) {
+          const s = (g[c] as number) / Math.sqrt((v[c] as number) + eps);
+          scale[c] = (scale[c] as number) * s;
+          bias[c] = ((bias[c] as number) - (m[c] as number)) * s + (bt[c] as number);
+        }
+        folded.batchNorms++;
+      } else if (step.opType === 'Mul' || step.opType === 'Add') {
+        const k = step.inputs.indexOf(y);
+        const c = k >= 0 && step.inputs.length === 2 ? perChannel(floatConst(step.inputs[1 - k]), channels, rank) : undefined;
+        if (!c) break;
+        for (let i = 0; i < channels; i++) {
+          if (step.opType === 'Mul') {
+            scale[i] = (scale[i] as number) * (c[i] as number);
+            bias[i] = (bias[i] as number) * (c[i] as number);
+          } else bias[i] = (bias[i] as number) + (c[i] as number);
+        }
+        folded.affine++;
+      } else break;
+      dropped.add(step.proto);
+      y = step.outputs[0] ?? '';
+    }
+    if (y === conv.outputs[0] || !scale || !bias) continue;
     const weights = Float32Array.from(w.floats());
     const per = weights.length / channels;
-    const bias = new Float32Array(channels);
-    const old = b?.floats();
-    for (let c = 0; c < channels; c++) {
-      const scale = (g[c] as number) / Math.sqrt((v[c] as number) + eps);
-      for (let i = 0; i < per; i++) weights[c * per + i] = (weights[c * per + i] as number) * scale;
-      bias[c] = ((old?.[c] ?? 0) - (m[c] as number)) * scale + (bt[c] as number);
-    }
+    for (let c = 0; c < channels; c++) for (let i = 0; i < per; i++) weights[c * per + i] = (weights[c * per + i] as number) * (scale[c] as number);
     const base = conv.name || y;
-    added.push(makeTensor(`${base}__bn_w`, DATA_TYPE.FLOAT, w.dims, bytesOf(weights)), makeTensor(`${base}__bn_b`, DATA_TYPE.FLOAT, [channels], bytesOf(bias)));
-    const folded = makeNode('Conv', [conv.inputs[0] ?? '', `${base}__bn_w`, `${base}__bn_b`], [bn.outputs[0] ?? ''], conv.name || `${base}_conv`);
-    for (const a of conv.proto.all(NODE.attribute)) folded.fields.push(a);
-    replaced.set(conv.proto, folded);
-    dropped.add(bn.proto);
+    added.push(makeTensor(`${base}__folded_w`, DATA_TYPE.FLOAT, w.dims, bytesOf(weights)), makeTensor(`${base}__folded_b`, DATA_TYPE.FLOAT, [channels], bytesOf(bias)));
+    const node = makeNode('Conv', [conv.inputs[0] ?? '', `${base}__folded_w`, `${base}__folded_b`], [y], conv.name || `${base}_conv`);
+    for (const a of conv.proto.all(NODE.attribute)) node.fields.push(a);
+    replaced.set(conv.proto, node);
   }
-  if (replaced.size === 0) return 0;
-  graph.setNodes(nodes.filter((n) => !dropped.has(n.proto)).map((n) => replaced.get(n.proto) ?? n.proto));
+  if (replaced.size === 0) return folded;
+  const kept = nodes.filter((n) => !dropped.has(n.proto)).map((n) => replaced.get(n.proto) ?? n.proto);
+  graph.setNodes(kept);
   const read = namesRead(graph);
+  // Constant nodes and initializers nothing reads any more (the folded operands, the old weights).
+  graph.setNodes(graph.nodes().filter((n) => !(n.opType === 'Constant' && !n.domain && n.outputs.every((o) => !read.has(o)))).map((n) => n.proto));
   graph.setInitializers([...graph.initializers().filter((t) => read.has(t.name)).map((t) => t.proto), ...added]);
-  return replaced.size;
+  return folded;
 }
 
 /** Finds the Convs to quantize, with why each other Conv stays float. */
@@ -193,8 +233,8 @@ function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]
  * input, and its output (its Relu's output when the Relu is folded in).
  */
 export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Options): string[] {
-  // Ranges are those of the graph as it will be quantized: BatchNormalizations folded.
-  foldBatchNorms(model.graph());
+  // Ranges are those of the graph as it will be quantized: BatchNormalizations and affine steps folded.
+  foldIntoConvs(model.graph());
   const names = new Set<string>();
   for (const p of plan(model, options).plans) names.add(p.input).add(p.output);
   return [...names];
@@ -202,7 +242,7 @@ export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Op
 
 /** The Convs a static quantization of `model` would quantize, in graph order: node name, or output name for an unnamed node. */
 export function staticConvNames(model: OnnxModel, options: StaticInt8Options): string[] {
-  foldBatchNorms(model.graph());
+  foldIntoConvs(model.graph());
   return plan(model, options).plans.map((p) => p.node.name || p.node.outputs[0] || 'Conv');
 }
 
@@ -256,9 +296,9 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     throw new Error(`int8-static needs opset ${STATIC_INT8_MIN_OPSET} or later (per-channel weights); the model uses opset ${main?.version ?? 'none'}`);
   }
   const graph = model.graph();
-  const batchNormsFolded = foldBatchNorms(graph);
+  const absorbed = foldIntoConvs(graph);
   const { plans, keptFloat } = plan(model, options);
-  const report: StaticInt8Report = { convs: 0, reluFolded: 0, batchNormsFolded, keptFloat };
+  const report: StaticInt8Report = { convs: 0, reluFolded: 0, batchNormsFolded: absorbed.batchNorms, affineFolded: absorbed.affine, keptFloat };
   if (plans.length === 0) return report;
   const byNode = new Map<ProtoMessage, ConvPlan>(plans.map((p) => [p.node.proto, p]));
   const folded = new Set<ProtoMessage>(plans.flatMap((p) => (p.relu ? [p.relu.proto] : [])));

@@ -43,10 +43,10 @@ describe('default-domain opset upgrade', () => {
 
 describe('BatchNormalization folded into the Conv before it (int8-static)', () => {
   test('the upgraded opset-9 net quantizes with its BatchNormalization folded, answering close to the original', async () => {
-    const { foldBatchNorms } = await import('../../lib/convert/static-int8');
+    const { foldIntoConvs } = await import('../../lib/convert/static-int8');
     const model = OnnxModel.decode(opset9ConvModel());
     upgradeOpset(model, 14);
-    expect(foldBatchNorms(model.graph())).toBe(1);
+    expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 1, affine: 0 });
     const ops = model.graph().nodes().map((n) => n.opType);
     expect(ops).not.toContain('BatchNormalization');
     // The float copies of the unfolded weights are gone too.
