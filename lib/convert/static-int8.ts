@@ -22,6 +22,8 @@ export interface StaticInt8Report {
   batchNormsFolded: number;
   /** Mul/Add by a scalar or per-channel constant folded into the Conv before them. */
   affineFolded: number;
+  /** Adds of two quantized Conv outputs written in QDQ form (onnxruntime's QLinearAdd). */
+  addsQuantized: number;
   /** Conv nodes left in float, by name, and why. */
   keptFloat: Record<string, string>;
   /** The sensitivity pass, when asked for: each Conv's cost quantized alone (1 - output cosine), by name. */
@@ -183,7 +185,7 @@ export function foldIntoConvs(graph: GraphView): { batchNorms: number; affine: n
 }
 
 /** Finds the Convs to quantize, with why each other Conv stays float. */
-function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]; keptFloat: Record<string, string> } {
+function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]; keptFloat: Record<string, string>; adds: NodeView[] } {
   const graph = model.graph();
   const inputs = new Set(graph.inputNames());
   const constants = new Map<string, TensorView>();
@@ -225,7 +227,18 @@ function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]
     const relu = next.length === 1 && count.get(y) === 1 && !outputs.has(y) && next[0]?.opType === 'Relu' && !next[0].domain ? next[0] : undefined;
     plans.push({ node, weight, ...(bias ? { bias } : {}), input, output: relu ? (relu.outputs[0] ?? '') : y, ...(relu ? { relu } : {}) });
   }
-  return { plans, keptFloat };
+  return { plans, keptFloat, adds: quantizedAdds(nodes, plans, outputs) };
+}
+
+/**
+ * Adds both of whose inputs are quantized Conv outputs (a residual join): written DQ, DQ -> Add
+ * -> Q -> DQ, the pattern onnxruntime fuses into QLinearAdd, so the join runs on 8-bit data.
+ */
+function quantizedAdds(nodes: readonly NodeView[], plans: readonly ConvPlan[], outputs: ReadonlySet<string>): NodeView[] {
+  const convOutputs = new Set(plans.map((p) => p.output));
+  return nodes.filter(
+    (n) => n.opType === 'Add' && !n.domain && n.inputs.length === 2 && n.inputs.every((i) => convOutputs.has(i)) && !!n.outputs[0] && !outputs.has(n.outputs[0]),
+  );
 }
 
 /**
@@ -236,7 +249,9 @@ export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Op
   // Ranges are those of the graph as it will be quantized: BatchNormalizations and affine steps folded.
   foldIntoConvs(model.graph());
   const names = new Set<string>();
-  for (const p of plan(model, options).plans) names.add(p.input).add(p.output);
+  const planned = plan(model, options);
+  for (const p of planned.plans) names.add(p.input).add(p.output);
+  for (const a of planned.adds) names.add(a.outputs[0] ?? '');
   return [...names];
 }
 
@@ -297,8 +312,9 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   }
   const graph = model.graph();
   const absorbed = foldIntoConvs(graph);
-  const { plans, keptFloat } = plan(model, options);
-  const report: StaticInt8Report = { convs: 0, reluFolded: 0, batchNormsFolded: absorbed.batchNorms, affineFolded: absorbed.affine, keptFloat };
+  const { plans, keptFloat, adds } = plan(model, options);
+  const report: StaticInt8Report = { convs: 0, reluFolded: 0, batchNormsFolded: absorbed.batchNorms, affineFolded: absorbed.affine, addsQuantized: 0, keptFloat };
+  const joins = new Set(adds.map((a) => a.proto));
   if (plans.length === 0) return report;
   const byNode = new Map<ProtoMessage, ConvPlan>(plans.map((p) => [p.node.proto, p]));
   const folded = new Set<ProtoMessage>(plans.flatMap((p) => (p.relu ? [p.relu.proto] : [])));
@@ -330,6 +346,16 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   const out: ProtoMessage[] = [];
   for (const node of graph.nodes()) {
     if (folded.has(node.proto)) continue;
+    if (joins.has(node.proto)) {
+      const y = node.outputs[0] ?? '';
+      const base = `${node.name || y}__s8_${counter++}`;
+      const add = makeNode('Add', node.inputs, [`${base}_sum`], node.name || `${base}_add`);
+      const [s, z] = scalarParams(`${base}_y`, y);
+      out.push(add, makeNode('QuantizeLinear', [`${base}_sum`, s, z], [`${base}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${base}_q`, s, z], [y], `${base}_dq`));
+      dequantized.set(y, y);
+      report.addsQuantized++;
+      continue;
+    }
     const p = byNode.get(node.proto);
     if (!p) {
       out.push(node.proto);

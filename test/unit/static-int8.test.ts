@@ -84,7 +84,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 
   it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
     const { bytes, report } = await quantized(source, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, keptFloat: {} });
     const graph = OnnxModel.decode(bytes).graph();
     const ops = graph.nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
@@ -163,7 +163,7 @@ describe('static int8 (QDQ) for convolutions', () => {
       },
     });
     const { bytes, report } = await quantized(depthwise, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, keptFloat: {} });
     const runtime = (await runtimeGraph(bytes, 'extended')).graph();
     expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
     const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
@@ -237,5 +237,58 @@ describe('affine steps after a Conv are folded into it', () => {
     const model = OnnxModel.decode(affineNet(true));
     expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 1 });
     expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Add', 'Mul', 'Relu']);
+  });
+});
+
+describe('a residual Add of two quantized Conv outputs', () => {
+  /** image -> Conv a -> Relu -> Conv b -> Relu; Add(a, b) -> Conv c -> y. */
+  function residualNet(): Uint8Array {
+    const rand = prng(21);
+    const w = (n: number, s: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+    const pads = [{ name: 'pads', ints: [1, 1, 1, 1] }];
+    return encodeModel({
+      graph: {
+        name: 'residual',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 8, 16, 16] }],
+        initializers: [floatTensor('ka', [8, 3, 3, 3], w(216, 0.4)), floatTensor('kb', [8, 8, 3, 3], w(576, 0.2)), floatTensor('kc', [8, 8, 3, 3], w(576, 0.2))],
+        nodes: [
+          { opType: 'Conv', inputs: ['image', 'ka'], outputs: ['a'], attributes: pads },
+          { opType: 'Relu', inputs: ['a'], outputs: ['ra'] },
+          { opType: 'Conv', inputs: ['ra', 'kb'], outputs: ['b'], attributes: pads },
+          { opType: 'Relu', inputs: ['b'], outputs: ['rb'] },
+          { opType: 'Add', inputs: ['ra', 'rb'], outputs: ['sum'] },
+          { opType: 'Conv', inputs: ['sum', 'kc'], outputs: ['y'], attributes: pads },
+        ],
+      },
+      opsets: [{ domain: '', version: 17 }],
+    });
+  }
+
+  it('is written DQ, DQ -> Add -> Q and onnxruntime runs it as QLinearAdd; answers stay close', async () => {
+    const source = residualNet();
+    const samples = images(8, 16, 5);
+    const model = OnnxModel.decode(source);
+    const targets = staticCalibrationTargets(model, { keepFloat: [] });
+    expect(targets).toContain('sum');
+    const ranges = await calibrateMinMax(source, targets, samples);
+    const report = quantizeStatic(model, ranges, { keepFloat: [] });
+    expect(report).toMatchObject({ convs: 3, reluFolded: 2, addsQuantized: 1 });
+    const bytes = model.encode();
+    const ops = (await runtimeGraph(bytes, 'all')).graph().nodes().map((n) => n.opType);
+    expect(ops).toContain('QLinearAdd');
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(3);
+    expect(ops).not.toContain('Add');
+    const run = async (b: Uint8Array) => {
+      const s = await InferenceSession.create(b, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      try {
+        const out: Float32Array[] = [];
+        for (const feeds of images(4, 16, 6)) out.push((await s.run(feeds)).y!.data as Float32Array);
+        return out;
+      } finally {
+        await s.release();
+      }
+    };
+    expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.99);
   });
 });
