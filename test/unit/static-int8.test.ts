@@ -189,7 +189,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 });
 
 describe('affine steps after a Conv are folded into it', () => {
-  /** image[1, 3, 8, 8] -> Conv -> Mul(scalar) -> Add(per channel [1, 4, 1, 1]) -> Mul(per channel [4, 1, 1]) -> Relu -> y. */
+  /** image[1, 3, 8, 8] -> Conv -> Mul(scalar) -> Mul(per channel [4, 1, 1]) -> Add(per channel [1, 4, 1, 1]) -> Relu -> y. */
   function affineNet(extraReader = false): Uint8Array {
     const rand = prng(12);
     const w = (n: number) => Array.from({ length: n }, () => rand() * 2 - 1);
@@ -202,8 +202,8 @@ describe('affine steps after a Conv are folded into it', () => {
         nodes: [
           { opType: 'Conv', inputs: ['image', 'k', 'kb'], outputs: ['c'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
           { opType: 'Mul', inputs: ['s', 'c'], outputs: ['m'] },
-          { opType: 'Add', inputs: ['m', 'a'], outputs: ['d'] },
-          { opType: 'Mul', inputs: ['d', 't'], outputs: ['e'] },
+          { opType: 'Mul', inputs: ['m', 't'], outputs: ['d'] },
+          { opType: 'Add', inputs: ['d', 'a'], outputs: ['e'] },
           { opType: 'Relu', inputs: ['e'], outputs: ['y'] },
         ],
       },
@@ -211,13 +211,13 @@ describe('affine steps after a Conv are folded into it', () => {
     });
   }
 
-  it('Mul/Add by scalars or one value per channel become the Conv\'s weights and bias, same answers', async () => {
+  it('Mul by a scalar or one value per channel becomes the Conv\'s weights and bias, same answers; the Add stays', async () => {
     const { foldIntoConvs } = await import('../../lib/convert/static-int8');
     const source = affineNet();
     const model = OnnxModel.decode(source);
-    expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 3 });
-    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Relu']);
-    expect(model.graph().initializers().map((t) => t.name).sort()).toEqual(['Conv_0__folded_b', 'Conv_0__folded_w']);
+    expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 2 });
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Add', 'Relu']);
+    expect(model.graph().initializers().map((t) => t.name).sort()).toEqual(['Conv_0__folded_b', 'Conv_0__folded_w', 'a']);
     const samples = images(2, 8, 3);
     const run = async (bytes: Uint8Array) => {
       const s = await InferenceSession.create(bytes, { logSeverityLevel: 3 });
@@ -236,7 +236,7 @@ describe('affine steps after a Conv are folded into it', () => {
     const { foldIntoConvs } = await import('../../lib/convert/static-int8');
     const model = OnnxModel.decode(affineNet(true));
     expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 1 });
-    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Add', 'Mul', 'Relu']);
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Mul', 'Add', 'Relu']);
   });
 });
 
