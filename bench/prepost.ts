@@ -22,7 +22,7 @@ import { build } from 'esbuild';
 import { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { hashApiKey } from '../lib/auth/api-key';
-import { checkDeclarations, parseDeclarations } from '../lib/prepost/declarations';
+import { checkDeclarations, imageDeclaration, parseDeclarations } from '../lib/prepost/declarations';
 import { imagesToTensor, loadSharp } from '../lib/prepost/image';
 import { publishVersion } from '../lib/registry/registry';
 import { ObjectStore } from '../lib/storage/object-store';
@@ -59,7 +59,7 @@ const IMAGENET = { type: 'image', scale: 1 / 255, mean: [0.485, 0.456, 0.406], s
 async function imageFigure(): Promise<void> {
   const jpeg = await photoJpeg(4000, 3000, 90);
   const spec = { name: 'image', datatype: 'FP32' as const, shape: [1, 3, 224, 224] };
-  const decl = checkDeclarations(parseDeclarations({ image: IMAGENET }, undefined), { inputs: [spec], outputs: [] }).preprocess.image!;
+  const decl = imageDeclaration(checkDeclarations(parseDeclarations({ image: IMAGENET }, undefined), { inputs: [spec], outputs: [] }), 'image')!;
   await loadSharp();
   // Alternate the two so drift from neighbours' load hits both alike.
   const ours: number[] = [];
@@ -103,7 +103,7 @@ async function e2eFigure(): Promise<void> {
     const event = () => ({ ...httpEvent('POST', '/v2/models/colours/infer', { headers: { 'content-type': 'image/jpeg' } }), body: jpeg.toString('base64'), isBase64Encoded: true });
     const session = await InferenceSession.create(model, { intraOpNumThreads: 1, interOpNumThreads: 1 });
     const spec = { name: 'image', datatype: 'FP32' as const, shape: [-1, 3, 224, 224] };
-    const decl = checkDeclarations(parseDeclarations({ image: IMAGENET }, undefined), { inputs: [spec], outputs: [] }).preprocess.image!;
+    const decl = imageDeclaration(checkDeclarations(parseDeclarations({ image: IMAGENET }, undefined), { inputs: [spec], outputs: [] }), 'image')!;
     const { tensor } = await imagesToTensor('image', [jpeg], decl, spec);
     const handler: number[] = [];
     const bare: number[] = [];

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { HttpResponse } from '../../lib/http/handle';
 import { masksToPng } from '../../lib/prepost/mask';
-import { checkDeclarations, parseDeclarations } from '../../lib/prepost/declarations';
+import { checkDeclarations, imageDeclaration, parseDeclarations } from '../../lib/prepost/declarations';
 import { imagesToTensor } from '../../lib/prepost/image';
 import { toHalfBits } from '../../lib/protocol/half';
 import { keys } from '../../lib/registry/keys';
@@ -90,7 +90,7 @@ describe('a segmenter uploaded with a mask declaration answers PNG masks', () =>
     const manifest = (await store.getJson(keys.manifest('soft', 1))) as { inputs: TensorSpec[]; outputs: TensorSpec[]; preprocess: unknown };
     const d = checkDeclarations(parseDeclarations(manifest.preprocess, undefined), manifest);
     const session = await InferenceSession.create(await store.getBytes(keys.artifact('soft', 1)));
-    const logits = (await session.run({ image: (await imagesToTensor('image', [image], d.preprocess.image!, manifest.inputs[0]!)).tensor })).mask!.data as Float32Array;
+    const logits = (await session.run({ image: (await imagesToTensor('image', [image], imageDeclaration(d, 'image')!, manifest.inputs[0]!)).tensor })).mask!.data as Float32Array;
     await session.release();
     expect(Array.from(png.data)).toEqual(Array.from(logits, (x) => Math.round(255 / (1 + Math.exp(-x)))));
   });

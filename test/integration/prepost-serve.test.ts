@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { HttpResponse } from '../../lib/http/handle';
 import { activate } from '../../lib/prepost/classify';
-import { checkDeclarations, parseDeclarations } from '../../lib/prepost/declarations';
+import { checkDeclarations, imageDeclaration, parseDeclarations } from '../../lib/prepost/declarations';
 import { imagesToTensor } from '../../lib/prepost/image';
 import { keys } from '../../lib/registry/keys';
 import type { TensorSpec } from '../../lib/registry/manifest';
@@ -69,7 +69,7 @@ function imagePost(model: string, bytes: Buffer, type = 'image/jpeg'): APIGatewa
 async function expectedStrings(images: Buffer[], k: number): Promise<string[][]> {
   const manifest = (await store.getJson(keys.manifest('colours', 1))) as { inputs: TensorSpec[]; outputs: TensorSpec[]; preprocess: unknown; postprocess: unknown };
   const d = checkDeclarations(parseDeclarations(manifest.preprocess, manifest.postprocess), manifest);
-  const { tensor } = await imagesToTensor('image', images, d.preprocess.image!, manifest.inputs[0]!);
+  const { tensor } = await imagesToTensor('image', images, imageDeclaration(d, 'image')!, manifest.inputs[0]!);
   const session = await InferenceSession.create(await store.getBytes(keys.artifact('colours', 1)));
   try {
     const logits = (await session.run({ image: tensor })).logits!;
