@@ -5,14 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Logger } from '@aws-lambda-powertools/logger';
 import sharp from 'sharp';
-import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { HttpResponse } from '../../lib/http/handle';
-import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent, TEST_API_KEY } from '../helpers/events';
+import { convertUpload, createTestApp, type TestApp } from '../helpers/app';
+import { httpEvent, lambdaContext, TEST_API_KEY } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { colourClassifierModel, redMaskModel } from '../helpers/models';
 
@@ -28,23 +24,13 @@ let server: Server;
 let api: string;
 let temp: string;
 
-async function convertUpload(model: string, bytes: Uint8Array, options: unknown): Promise<void> {
-  const store = new ObjectStore(s3.client(), s3.bucket);
-  const key = `uploads/${model}/model.onnx`;
-  await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: `uploads/${model}/model.json`, Body: JSON.stringify(options) }));
-  const etag = ((await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes }))).ETag ?? '').replace(/"/g, '');
-  const convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
-  const { reports } = await convert(s3PutEvent(s3.bucket, key, etag), lambdaContext('convert'));
-  expect(reports[0]).toMatchObject({ status: 'succeeded' });
-}
-
 beforeAll(async () => {
   temp = mkdtempSync(join(tmpdir(), 'prepost-cli-'));
   s3 = await startLocalS3();
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
   const pre = { image: { type: 'image', scale: 1 / 255 } };
-  await convertUpload('colours', colourClassifierModel(), { mode: 'none', classLabels: ['red', 'green', 'blue'], preprocess: pre, postprocess: { logits: { type: 'classification', topK: 2 } } });
-  await convertUpload('redmask', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', resizeToInput: true } } });
+  expect(await convertUpload(s3, 'colours', colourClassifierModel(), { mode: 'none', classLabels: ['red', 'green', 'blue'], preprocess: pre, postprocess: { logits: { type: 'classification', topK: 2 } } })).toMatchObject({ status: 'succeeded' });
+  expect(await convertUpload(s3, 'redmask', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', resizeToInput: true } } })).toMatchObject({ status: 'succeeded' });
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
