@@ -26,6 +26,7 @@ export class TextTokenizer {
   readonly padId: number;
   readonly padTypeId: number;
   readonly padLeft: boolean;
+  private shape: { ids: number[]; typeIds: number[]; start: number; textTypeId: number } | undefined;
 
   private constructor(private readonly tokenizer: HfTokenizer, json: Record<string, unknown>) {
     const padding = isObject(json.padding) ? json.padding : undefined;
@@ -45,14 +46,14 @@ export class TextTokenizer {
       throw new DeclarationError(`${file} is not valid JSON (${(err as Error).message})`);
     }
     if (!isObject(json) || !isObject(json.model)) throw new DeclarationError(`${file} is not a Hugging Face tokenizer.json: it has no "model" object`);
-    let tokenizer: HfTokenizer;
     try {
-      tokenizer = new (loadTokenizers().Tokenizer)(json, {});
-      tokenizer.encode('a');
+      const built = new TextTokenizer(new (loadTokenizers().Tokenizer)(json, {}), json);
+      // Tokenize a probe now: a file the library reads but cannot use fails the upload, not a request.
+      built.template();
+      return built;
     } catch (err) {
       throw new DeclarationError(`${file}: the tokenizer cannot be built from it (${(err as Error).message})`);
     }
-    return new TextTokenizer(tokenizer, json);
   }
 
   /** Token id of a token string, if the vocabulary has it. */
@@ -60,14 +61,34 @@ export class TextTokenizer {
     return this.tokenizer.token_to_id(token);
   }
 
-  private encode(text: string, addSpecialTokens: boolean): Encoded {
-    const full = this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens, return_token_type_ids: true });
-    const typeIds = full.token_type_ids ?? new Array<number>(full.ids.length).fill(0);
-    if (!addSpecialTokens) return { ids: full.ids, typeIds, start: 0, length: full.ids.length };
-    const own = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
-    // The template wraps the text's own tokens: find them, so truncation cuts the text, not the template.
+  /** The template's special tokens around one text, worked out once from a probe text. */
+  private template(): { ids: number[]; typeIds: number[]; start: number; textTypeId: number } {
+    if (this.shape) return this.shape;
+    const probe = 'probe';
+    const full = this.tokenizer.encode(probe, { add_special_tokens: true, return_token_type_ids: true });
+    const own = this.tokenizer.encode(probe, { add_special_tokens: false }).ids;
     const start = findRun(full.ids, own);
-    return { ids: full.ids, typeIds, start: start < 0 ? 0 : start, length: start < 0 ? full.ids.length : own.length };
+    if (start < 0) throw new DeclarationError('the tokenizer\'s template does not keep a text\'s own tokens together');
+    const typeIds = full.token_type_ids ?? new Array<number>(full.ids.length).fill(0);
+    const cut = (list: number[]): number[] => [...list.slice(0, start), ...list.slice(start + own.length)];
+    this.shape = { ids: cut(full.ids), typeIds: cut(typeIds), start, textTypeId: typeIds[start] ?? 0 };
+    return this.shape;
+  }
+
+  /**
+   * One text's tokens: its own, tokenized once, placed in the template (`[CLS] ... [SEP]` and
+   * the like) when special tokens are added, so truncation can cut the text and keep the template.
+   */
+  private encode(text: string, addSpecialTokens: boolean): Encoded {
+    const own = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    if (!addSpecialTokens) return { ids: own, typeIds: new Array<number>(own.length).fill(0), start: 0, length: own.length };
+    const t = this.template();
+    return {
+      ids: [...t.ids.slice(0, t.start), ...own, ...t.ids.slice(t.start)],
+      typeIds: [...t.typeIds.slice(0, t.start), ...new Array<number>(own.length).fill(t.textTypeId), ...t.typeIds.slice(t.start)],
+      start: t.start,
+      length: own.length,
+    };
   }
 
   /**

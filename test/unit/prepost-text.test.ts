@@ -92,6 +92,26 @@ describe('padding, truncation and the token inputs', () => {
   });
 });
 
+test('a BPE tokenizer (merges, no template) pads with its <pad> and needs no special tokens', () => {
+  const bpe = TextTokenizer.parse(
+    Buffer.from(
+      JSON.stringify({
+        version: '1.0',
+        added_tokens: [{ id: 9, content: '<pad>', special: true, single_word: false, lstrip: false, rstrip: false, normalized: false }],
+        normalizer: null,
+        pre_tokenizer: { type: 'Whitespace' },
+        post_processor: null,
+        decoder: null,
+        model: { type: 'BPE', unk_token: '<unk>', vocab: { h: 0, e: 1, l: 2, o: 3, he: 4, ll: 5, hell: 6, hello: 7, '<unk>': 8, '<pad>': 9 }, merges: ['h e', 'l l', 'he ll', 'hell o'] },
+      }),
+    ),
+    'bpe.json',
+  );
+  const feeds = bpe.toFeeds('text', ['hello hell', 'hello'], declare({}, inputs(-1)), inputs(-1));
+  expect(numbers(feeds.input_ids)).toEqual([7, 6, 7, 9]);
+  expect(numbers(feeds.attention_mask)).toEqual([1, 1, 1, 0]);
+});
+
 describe('declarations that cannot fit the model are refused with the reason', () => {
   const cases: [string, Record<string, unknown>, TensorSpec[], RegExp][] = [
     ['an unknown key', { maxLen: 8 }, inputs(-1), /preprocess\.text: unknown key "maxLen"/],
