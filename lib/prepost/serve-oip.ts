@@ -315,6 +315,27 @@ export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec
   return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations), masks: chooseMasks({}, chosen, declarations), sizes: decoded.sizes };
 }
 
+/**
+ * A plain `POST` of one text (`content-type: text/plain`) to the infer route: the model must
+ * declare one text input, which fills every input it takes; every output answers as declared.
+ */
+export async function decodeTextPost(text: string, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations, tokenizerFor: TokenizerSource): Promise<DeclaredOipRequest> {
+  const texts = Object.entries(declarations.preprocess).filter((e): e is [string, TextPreprocess] => e[1].type === 'text');
+  const only = texts.length === 1 ? texts[0] : undefined;
+  if (!only || !inputs.every((s) => textTargets(only[1]).includes(s.name))) {
+    throw new InvalidRequestError(
+      texts.length === 0
+        ? `this model declares no text input; send application/json with its inputs (${inputs.map((s) => s.name).join(', ')})`
+        : `a text body needs a model whose one declared text input fills all its inputs; this model takes ${inputs.map((s) => `"${s.name}"`).join(', ')}: send application/json`,
+    );
+  }
+  const [name, decl] = only;
+  const feeds = emptyFeeds();
+  Object.assign(feeds, (await tokenizerFor(decl)).toFeeds(name, [text], decl, inputs));
+  const chosen = [...outputs];
+  return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations), masks: chooseMasks({}, chosen, declarations) };
+}
+
 /** The one PNG of a one-output mask answer (checked by {@link decodeImagePost} before the run). */
 export function onlyPng(results: Record<string, Tensor>, outputs: readonly TensorSpec[]): Buffer {
   const tensor = outputs.length === 1 && outputs[0] ? results[outputs[0].name] : undefined;

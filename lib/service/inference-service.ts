@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Tensor } from 'onnxruntime-node';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError, ResponseTooLargeError } from '../errors';
-import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath, onlyPng, type DeclaredOipRequest, type TokenizerSource } from '../prepost/serve-oip';
+import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, decodeTextPost, needsDeclaredPath, onlyPng, type DeclaredOipRequest, type TokenizerSource } from '../prepost/serve-oip';
 import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
 import type { TokenizerCache } from '../prepost/tokenizer-cache';
 import { binarySize, chunksSize, decodeBinaryTensor, encodeBinaryTensor } from '../protocol/binary-tensor';
@@ -189,6 +189,17 @@ export class InferenceService {
       return this.encodeFitting(manifest, asJsonAnswer(decoded), results);
     });
     return { body: answer.json, binary: answer.binary, png, model: manifest.model, version: manifest.version };
+  }
+
+  /** A plain text body (`content-type: text/plain`) for a model whose one text input fills all its inputs. */
+  async inferText(selector: ModelSelector, text: string): Promise<ServiceAnswer> {
+    const manifest = await this.deps.registry.resolve(selector);
+    const answer = await this.deps.sessions.use(manifest, async (session) => {
+      const decoded = await decodeTextPost(text, session.inputs, session.outputs, declarationsOf(manifest), this.tokenizerSource(manifest));
+      const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
+      return this.encodeFitting(manifest, asJsonAnswer(decoded), results);
+    });
+    return { body: answer.json, binary: answer.binary, model: manifest.model, version: manifest.version };
   }
 
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {

@@ -134,6 +134,13 @@ describe('a text model uploaded with its tokenizer.json', () => {
     expect(columns.json.outputs.logits).toEqual([[expectedTop1('love')]]);
   });
 
+  test('a plain POST of the text (content-type: text/plain) answers the declared labels', async () => {
+    const event = httpEvent('POST', '/v2/models/sentiment/infer', { headers: { 'content-type': 'text/plain; charset=utf-8' } });
+    const { status, json } = await call({ ...event, body: Buffer.from('I love this, it is great!').toString('base64'), isBase64Encoded: true });
+    expect(status).toBe(200);
+    expect(json.outputs[0]).toEqual({ name: 'logits', datatype: 'BYTES', shape: [1, 1], data: [expectedTop1('I love this, it is great!')] });
+  });
+
   test('a fixed sequence of 8 (int32 inputs): short texts are padded, long ones truncated keeping [SEP]', async () => {
     const long = 'good '.repeat(20);
     const { status, json } = await call(infer('fixed8', { inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: ['bad', long] }], outputs: [{ name: 'logits' }, { name: 'tokens' }] }));
@@ -160,6 +167,16 @@ describe('bad text input is a 400 naming what is wrong', () => {
   ];
   test.each(cases)('%s', async (_what, model, body, message) => {
     const { status, json } = await call(infer(model, body));
+    expect(status).toBe(400);
+    expect(json.error).toMatch(message);
+  });
+
+  test.each([
+    ['an empty text/plain body', 'sentiment', Buffer.alloc(0), /^request body is empty; send the text$/],
+    ['a text/plain body that is not UTF-8', 'sentiment', Buffer.from([0xc3, 0x28]), /^a text\/plain body must be UTF-8$/],
+  ])('%s', async (_what, model, bytes, message) => {
+    const event = httpEvent('POST', `/v2/models/${model}/infer`, { headers: { 'content-type': 'text/plain' } });
+    const { status, json } = await call({ ...event, body: bytes.toString('base64'), isBase64Encoded: true });
     expect(status).toBe(400);
     expect(json.error).toMatch(message);
   });

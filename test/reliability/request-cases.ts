@@ -1194,6 +1194,10 @@ function contentTypes(r: Rand): CaseBody {
   if (!tf && type === 'application/octet-stream') {
     return { what, method: 'POST', path, body, contentType: type, expect: { status: 400, message: /^a binary body \(content-type application\/octet-stream\) needs an Inference-Header-Content-Length header/ } };
   }
+  // The OIP route takes one text as text/plain, for a model that declared a text input; mlp declares none.
+  if (!tf && type === 'text/plain') {
+    return { what, method: 'POST', path, body, contentType: type, expect: { status: 400, message: /^(this model declares no text input; send application\/json with its inputs \(x\)|request body is empty; send the text)$/ } };
+  }
   const offer = tf ? '' : ', or application/octet-stream with Inference-Header-Content-Length \\(binary tensors\\)';
   return { what, method: 'POST', path, body, contentType: type, expect: { status: 415, message: new RegExp(`^content-type ".*" is not supported; send application/json${offer}$`, 's') } };
 }
