@@ -8,10 +8,11 @@
 //
 //   npm run build:layer                 # linux x64 (the functions' architecture)
 //   npm run build:layer -- --arch arm64
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packageDir, sizeOf } from './layer-files.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -28,16 +29,6 @@ const outFlag = args.indexOf('--out');
 const out = outFlag >= 0 ? args[outFlag + 1] : join(here, 'onnxruntime');
 const modules = join(out, 'nodejs', 'node_modules');
 
-/** The directory of an installed package (its package.json may not be exported). */
-function packageDir(name, from = root) {
-  let dir = dirname(createRequire(join(from, 'package.json')).resolve(name));
-  while (!existsSync(join(dir, 'package.json')) || JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name !== name) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`cannot find the package directory of ${name}`);
-    dir = parent;
-  }
-  return dir;
-}
 
 /** Copies files under `from` whose path relative to it passes `keep`. */
 function copyTree(from, to, keep) {
@@ -53,15 +44,6 @@ function runtimeManifest(pkg, dependencies) {
   return JSON.stringify({ name, version, license, main, exports, type, dependencies }, null, 2) + '\n';
 }
 
-function sizeOf(dir) {
-  let total = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    total += entry.isDirectory() ? sizeOf(path) : statSync(path).size;
-  }
-  return total;
-}
-
 /** Removes directories the copy filter left empty (other platforms' bin folders). */
 function pruneEmptyDirs(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -73,7 +55,7 @@ function pruneEmptyDirs(dir) {
 rmSync(out, { recursive: true, force: true });
 mkdirSync(modules, { recursive: true });
 
-const nodeDir = packageDir('onnxruntime-node');
+const nodeDir = packageDir('onnxruntime-node', root);
 const nodePkg = JSON.parse(readFileSync(join(nodeDir, 'package.json'), 'utf8'));
 const binary = `bin/napi-v6/linux/${arch}/`;
 copyTree(nodeDir, join(modules, 'onnxruntime-node'), (rel) =>

@@ -7,10 +7,11 @@
 // functions serving models that declare image inputs ever load it (lib/prepost/image.ts).
 //
 //   node layers/build-sharp-layer.mjs [--out <dir>]
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packageDir, sizeOf } from './layer-files.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -18,22 +19,6 @@ const args = process.argv.slice(2);
 const outFlag = args.indexOf('--out');
 const out = outFlag >= 0 ? args[outFlag + 1] : join(here, 'sharp');
 const modules = join(out, 'nodejs', 'node_modules');
-
-/** The directory of an installed package, found from the project root. */
-function packageDir(name) {
-  const dir = join(root, 'node_modules', name);
-  if (!existsSync(join(dir, 'package.json'))) throw new Error(`${name} is not installed; run npm ci`);
-  return dir;
-}
-
-function sizeOf(dir) {
-  let total = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    total += entry.isDirectory() ? sizeOf(path) : statSync(path).size;
-  }
-  return total;
-}
 
 /** Run-time files only: package.json, licences, CommonJS code, the addon and shared libraries. */
 const keep = (rel) =>
@@ -48,7 +33,7 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(modules, { recursive: true });
 const packages = ['sharp', '@img/sharp-linux-x64', '@img/sharp-libvips-linux-x64', '@img/colour', 'detect-libc', 'semver'];
 for (const name of packages) {
-  const from = packageDir(name);
+  const from = packageDir(name, root);
   cpSync(from, join(modules, name), { recursive: true, filter: (src) => statSync(src).isDirectory() || keep(relative(from, src)) });
 }
 // The layer must load as Lambda loads it: check that sharp resolves and its addon opens from here.

@@ -10,6 +10,7 @@
 
 const { rmSync } = require('node:fs');
 const path = require('node:path');
+const { TOOL_BUILD } = require('./tool-build.cjs');
 
 const PATCHED = Symbol.for('onnx-lambda.local-convert-pool');
 
@@ -20,13 +21,7 @@ function loadPool(root) {
     absWorkingDir: root,
     entryPoints: { plugin: 'tools/stack/convert-pool-plugin.ts', worker: 'tools/stack/convert-worker.ts' },
     outdir,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'warning',
+    ...TOOL_BUILD,
   });
   process.once('exit', () => rmSync(outdir, { recursive: true, force: true }));
   return { plugin: require(path.join(outdir, 'plugin.js')), workerFile: path.join(outdir, 'worker.js') };

@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, stop } from 'esbuild';
 
+const { TOOL_BUILD } = createRequire(import.meta.url)('./tool-build.cjs');
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const [entry, ...args] = process.argv.slice(2);
 if (!entry) {
@@ -20,13 +21,7 @@ await build({
   absWorkingDir: root,
   entryPoints: [resolve(entry)],
   outfile,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  packages: 'external',
-  sourcemap: 'inline',
-  logLevel: 'warning',
+  ...TOOL_BUILD,
 });
 await stop();
 // The tools run on the developer's Node (20 here); the functions run on Lambda's 22.

@@ -1,15 +1,16 @@
 import { performance } from 'node:perf_hooks';
-import { InferenceSession } from 'onnxruntime-node';
-import { ServiceUnavailableError } from '../errors';
+import { InferenceSession, type Tensor } from 'onnxruntime-node';
+import { AppError, ServiceUnavailableError } from '../errors';
 import { toSpecs } from '../runtime/model-session';
 import { keys, versionOfManifestKey } from '../registry/keys';
 import { MODEL_NAME_PATTERN, parseManifest, type Manifest, type TensorSpec } from '../registry/manifest';
 import { nextVersion, publishVersion, setAlias } from '../registry/registry';
 import { sha256Hex } from '../storage/hash';
 import { isNotFound, type ObjectStore } from '../storage/object-store';
-import { checkDeclarations, DeclarationError } from '../prepost/declarations';
+import { checkDeclarations, DeclarationError, type Declarations } from '../prepost/declarations';
+import { TextTokenizer } from '../prepost/text';
 import { imageSampleFeeds } from '../prepost/samples';
-import { parseUploadOptions } from './options';
+import { parseUploadOptions, type TextSample } from './options';
 import { readSampleFiles, sampleLocation } from './sample-files';
 import { resolveEvaluationSet } from './evaluation-set';
 import { ConversionError } from './errors';
@@ -49,10 +50,11 @@ async function publishNextVersion(
   manifest: Omit<Parameters<typeof publishVersion>[1], 'version'>,
   artifact: Uint8Array,
   label: string | undefined,
+  files: Readonly<Record<string, Uint8Array>>,
 ): Promise<number> {
   let version = await nextVersion(store, manifest.model);
   for (let attempt = 0; attempt < 20; attempt++, version++) {
-    if (await publishVersion(store, { ...manifest, version }, artifact, label)) return version;
+    if (await publishVersion(store, { ...manifest, version }, artifact, label, files)) return version;
   }
   throw new ServiceUnavailableError(`could not claim a version of ${manifest.model}: 20 attempts were taken by other publishers`);
 }
@@ -138,6 +140,54 @@ async function fitImageSamples(...args: Parameters<typeof imageSampleFeeds>): Re
   }
 }
 
+/** Largest tokenizer.json the job reads; real ones are a few MB (a 250k-token vocabulary is ~20 MB). */
+const MAX_TOKENIZER_BYTES = 64 * 1024 * 1024;
+
+/** A text declaration's tokenizer as uploaded beside the model, read and parsed. */
+interface UploadedTokenizer {
+  bytes: Buffer;
+  tokenizer: TextTokenizer;
+}
+
+/**
+ * Reads the tokenizer files the upload's text declarations name from `uploads/<model>/`;
+ * one missing, too large or not a tokenizer fails the job, naming the declaration.
+ */
+async function readTokenizers(store: ObjectStore, model: string, declarations: Declarations | undefined): Promise<Map<string, UploadedTokenizer>> {
+  const out = new Map<string, UploadedTokenizer>();
+  for (const [name, decl] of Object.entries(declarations?.preprocess ?? {})) {
+    if (decl.type !== 'text' || out.has(decl.tokenizer)) continue;
+    const key = `uploads/${model}/${decl.tokenizer}`;
+    const where = `options: preprocess.${name}.tokenizer`;
+    const head = await store.head(key);
+    if (!head) throw new ConversionError(`${where}: ${key} was not found; upload the tokenizer.json before the model`);
+    if (head.bytes > MAX_TOKENIZER_BYTES) throw new ConversionError(`${where}: ${key} is ${head.bytes} bytes, over the ${MAX_TOKENIZER_BYTES}-byte limit`);
+    const bytes = await store.getBytes(key, { expectedBytes: head.bytes });
+    try {
+      out.set(decl.tokenizer, { bytes, tokenizer: TextTokenizer.parse(bytes, key) });
+    } catch (err) {
+      if (err instanceof DeclarationError) throw new ConversionError(`${where}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+  return out;
+}
+
+/** Text sample inputs tokenized for the evaluation, as the service will tokenize requests. */
+function textSampleFeeds(samples: readonly TextSample[], declarations: Declarations, tokenizers: ReadonlyMap<string, UploadedTokenizer>, inputs: readonly TensorSpec[]): { sample: number; feeds: Record<string, Tensor> }[] {
+  return samples.map((s) => {
+    const decl = declarations.preprocess[s.input];
+    const tokenizer = decl?.type === 'text' ? tokenizers.get(decl.tokenizer)?.tokenizer : undefined;
+    if (decl?.type !== 'text' || !tokenizer) throw new ConversionError(`options: sampleInputs[${s.sample}].${s.input}: texts are accepted only for an input declared in preprocess as text`);
+    try {
+      return { sample: s.sample, feeds: tokenizer.toFeeds(s.input, s.texts, decl, inputs) };
+    } catch (err) {
+      if (err instanceof AppError) throw new ConversionError(`options: sampleInputs[${s.sample}]: ${err.message}`, { cause: err });
+      throw err;
+    }
+  });
+}
+
 /** The upload's options file, parsed; a file that is not JSON is the upload's fault, not S3's. */
 async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
   let bytes: Buffer;
@@ -203,6 +253,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     validateModel(source, deps.maxModelBytes);
     timingsMs.validate = performance.now() - started;
 
+    const tokenizers = await readTokenizers(deps.store, model, options.declarations);
     // The upload's inputs and outputs, read once for everything checked against them.
     let sourceSpecs: ReturnType<typeof specsOf> | undefined;
     const specsOfSource = () => (sourceSpecs ??= specsOf(source));
@@ -210,6 +261,12 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       // Images among the sample inputs become tensors through the declared pre-processing.
       const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOfSource());
       for (const { sample, input, tensor } of fed) (options.pipeline.evaluate.samples?.[sample] ?? {})[input] = tensor;
+    }
+    if (options.textSamples && options.declarations) {
+      // Texts likewise, through the uploaded tokenizer.
+      const specs = await specsOfSource();
+      const fitted = fitDeclarations(options.declarations, specs, options.classLabels);
+      for (const { sample, feeds } of textSampleFeeds(options.textSamples, fitted, tokenizers, specs.inputs)) Object.assign(options.pipeline.evaluate.samples?.[sample] ?? {}, feeds);
     }
     if (options.calibration !== undefined) {
       // Calibration files, checked against the model as requests would be; they are also the
@@ -230,6 +287,14 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     Object.assign(timingsMs, result.timingsMs);
     const specs = await specsOf(result.artifact);
     const declarations = options.declarations && fitDeclarations(options.declarations, specs, options.classLabels);
+    // A text input's tokenizer is published with the version; its hash goes in the manifest.
+    const files: Record<string, Uint8Array> = {};
+    for (const decl of Object.values(declarations?.preprocess ?? {})) {
+      const uploaded = decl.type === 'text' ? tokenizers.get(decl.tokenizer) : undefined;
+      if (decl.type !== 'text' || !uploaded) continue;
+      decl.tokenizerSha256 = sha256Hex(uploaded.bytes);
+      files[decl.tokenizer] = uploaded.bytes;
+    }
 
     started = performance.now();
     const passed = result.gates.passed;
@@ -258,7 +323,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       // first: then its version is this job's, and nothing is published twice.
       const first = await versionOfJob(deps.store, model, jobId, head.lastModified);
       if (first) return first;
-      return { ...manifest, version: await publishNextVersion(deps.store, manifest, result.artifact, label) };
+      return { ...manifest, version: await publishNextVersion(deps.store, manifest, result.artifact, label, files) };
     });
     timingsMs.publish = performance.now() - started;
 

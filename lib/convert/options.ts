@@ -25,6 +25,15 @@ export interface UploadOptions {
   calibration?: string;
   /** `evaluationSet`, parsed; the job completes it (files, output) once it knows the model. */
   evaluationSet?: EvaluationSetOption;
+  /** Sample inputs given as texts: the job tokenizes them into `pipeline.evaluate.samples`. */
+  textSamples?: TextSample[];
+}
+
+/** A sample's text input (a string, or an array of them for a batch), for the declared tokenizer. */
+export interface TextSample {
+  sample: number;
+  input: string;
+  texts: string[];
 }
 
 const MODES: readonly ConversionMode[] = ['int8-dynamic', 'int8-static', 'int8', 'fp16', 'none'];
@@ -48,10 +57,14 @@ function number(value: unknown, key: string, min: number, max: number): number {
  * an input declared as an image may instead hold `{"b64": "<file>"}` (or an array of them),
  * collected in `images` for the job to decode once it knows the model.
  */
-function sample(value: unknown, index: number, images: ImageSample[]): Record<string, Tensor> {
+function sample(value: unknown, index: number, images: ImageSample[], texts: TextSample[]): Record<string, Tensor> {
   if (!isObject(value)) fail(`sampleInputs[${index}] must be an object of named inputs`);
   const feeds: Record<string, Tensor> = {};
   for (const [name, t] of Object.entries(value)) {
+    if (typeof t === 'string' || (Array.isArray(t) && t.length > 0 && t.every((v) => typeof v === 'string'))) {
+      texts.push({ sample: index, input: name, texts: typeof t === 'string' ? [t] : (t) });
+      continue;
+    }
     let files;
     try {
       files = readImageSample(t, `sampleInputs[${index}].${name}`);
@@ -129,8 +142,10 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   if (raw.sampleInputs !== undefined) {
     if (!Array.isArray(raw.sampleInputs) || raw.sampleInputs.length === 0) fail('"sampleInputs" must be a non-empty array');
     const images: ImageSample[] = [];
-    pipeline.evaluate.samples = raw.sampleInputs.map((v, i) => sample(v, i, images));
+    const texts: TextSample[] = [];
+    pipeline.evaluate.samples = raw.sampleInputs.map((v, i) => sample(v, i, images, texts));
     if (images.length > 0) out.imageSamples = images;
+    if (texts.length > 0) out.textSamples = texts;
   }
   if (raw.calibrationMethod !== undefined) {
     if (!CALIBRATION_METHODS.includes(raw.calibrationMethod as CalibrationMethod)) fail(`"calibrationMethod" must be one of ${CALIBRATION_METHODS.join(', ')}`);
@@ -168,5 +183,8 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     }
   }
   if (out.imageSamples && !out.declarations) fail(`sampleInputs[${out.imageSamples[0]?.sample}].${out.imageSamples[0]?.input}: images are accepted only for an input declared in preprocess as an image`);
+  for (const t of out.textSamples ?? []) {
+    if (out.declarations?.preprocess[t.input]?.type !== 'text') fail(`sampleInputs[${t.sample}].${t.input}: texts are accepted only for an input declared in preprocess as text`);
+  }
   return out;
 }

@@ -81,7 +81,9 @@ export async function readSampleFiles(
   const files = await keysAt(store, option, location);
   let fitted: Declarations | undefined;
   try {
-    fitted = declarations ? checkDeclarations({ preprocess: declarations.preprocess, postprocess: {} }, model) : undefined;
+    // Only image declarations matter here: sample files carry tensors or images, never texts.
+    const images = Object.fromEntries(Object.entries(declarations?.preprocess ?? {}).filter(([, d]) => d.type === 'image'));
+    fitted = declarations ? checkDeclarations({ preprocess: images, postprocess: {} }, model) : undefined;
   } catch (err) {
     if (err instanceof DeclarationError) throw new ConversionError(`options: ${err.message}`, { cause: err });
     throw err;
@@ -107,10 +109,11 @@ export async function readSampleFiles(
       if (IMAGE.test(key)) {
         const input = imageInputs[0];
         const spec = model.inputs.find((i) => i.name === input);
-        if (!input || !spec || !fitted || model.inputs.length !== 1) {
+        const decl = input === undefined ? undefined : fitted?.preprocess[input];
+        if (!input || !spec || decl?.type !== 'image' || model.inputs.length !== 1) {
           throw new ConversionError(`options: "${option}": ${key} is an image; images are accepted for a model whose only input is declared in preprocess as an image`);
         }
-        const { tensor } = await imagesToTensor(input, [bytes], fitted.preprocess[input]!, spec);
+        const { tensor } = await imagesToTensor(input, [bytes], decl, spec);
         const slash = relative.lastIndexOf('/');
         const folder = slash > 0 ? relative.slice(0, slash).split('/').pop() : undefined;
         sample = { key, feeds: { [input]: tensor }, ...(folder ? { folder } : {}) };

@@ -2,7 +2,7 @@ import { checkApiKey } from '../auth/api-key';
 import { InvalidRequestError, toErrorBody, UnsupportedMediaTypeError } from '../errors';
 import type { InferBody, InferenceService, ServiceAnswer } from '../service/inference-service';
 import { chooseResponseEncoding, compressBody, readBody } from './body';
-import { isImageBody, readImageBody, wantsPng } from './image-body';
+import { isImageBody, isTextBody, readImageBody, readTextBody, wantsPng } from './plain-body';
 import { isPublic, matchRoute, type Route } from './routes';
 
 /** An HTTP request, whatever carried it (API Gateway v2, a test). Header names are lower-case. */
@@ -131,6 +131,7 @@ async function dispatch(route: Route, req: HttpRequest, service: InferenceServic
       return service.tfStatus(route.selector);
     case 'infer':
       if (isImageBody(req)) return service.inferImage(route.selector, readImageBody(req, settings.maxBodyBytes), wantsPng(req));
+      if (isTextBody(req)) return service.inferText(route.selector, readTextBody(req, settings.maxBodyBytes));
       return service.infer(route.selector, parseInferBody(req, settings.maxBodyBytes));
     case 'staging':
       return service.stagingTicket();

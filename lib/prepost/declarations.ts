@@ -29,6 +29,33 @@ export interface ImagePreprocess {
   maxPixels: number;
 }
 
+/**
+ * `preprocess.<name>` with `type: "text"`: strings in, token tensors out. `<name>` is what a
+ * request calls the text (it need not be a model input); the tokenizer fills the model inputs
+ * named by `ids`, `attentionMask` and `tokenTypeIds`.
+ */
+export interface TextPreprocess {
+  type: 'text';
+  /** A Hugging Face `tokenizer.json` uploaded beside the model: its file name under `uploads/<model>/`. */
+  tokenizer: string;
+  /** SHA-256 of the tokenizer the version was published with (set by the conversion job). */
+  tokenizerSha256?: string;
+  /** Most tokens per text, special tokens included (0 until checked against the model). */
+  maxLength: number;
+  /** Longer texts are cut to `maxLength` (keeping the special tokens); false refuses them. */
+  truncation: boolean;
+  /** `max_length` pads every text to `maxLength`; `longest` to the longest text of the request ('' until checked). */
+  padding: 'max_length' | 'longest' | '';
+  /** The model input that takes token ids. */
+  ids: string;
+  /** The model input that takes the attention mask (1 for tokens, 0 for padding), or null. */
+  attentionMask: string | null;
+  /** The model input that takes token type (segment) ids, or null. */
+  tokenTypeIds: string | null;
+  /** Whether the tokenizer's template adds its special tokens ([CLS] ... [SEP] and the like). */
+  addSpecialTokens: boolean;
+}
+
 export type Activation = 'softmax' | 'sigmoid' | 'none';
 
 /** `postprocess.<output>` with `type: "classification"`: scores per class, top-k with labels. */
@@ -49,7 +76,7 @@ export interface MaskPostprocess {
   resizeToInput: boolean;
 }
 
-export type Preprocess = ImagePreprocess;
+export type Preprocess = ImagePreprocess | TextPreprocess;
 export type Postprocess = ClassificationPostprocess | MaskPostprocess;
 
 /** What an upload declares, by input and output name, as the manifest stores it. */
@@ -66,6 +93,14 @@ export const DEFAULT_MAX_PIXELS = 100_000_000;
 const MAX_SIDE = 16384;
 
 const IMAGE_KEYS = ['type', 'width', 'height', 'resize', 'background', 'channels', 'layout', 'dtype', 'scale', 'mean', 'std', 'maxPixels'];
+const TEXT_KEYS = ['type', 'tokenizer', 'tokenizerSha256', 'maxLength', 'truncation', 'padding', 'ids', 'attentionMask', 'tokenTypeIds', 'addSpecialTokens'];
+/** A tokenizer file name: one plain file beside the upload, never a path. */
+export const TOKENIZER_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$/;
+/** Names the published version's own files use; a tokenizer may not take them. */
+const RESERVED_FILES = ['manifest.json'];
+/** Default longest text of a model whose sequence dim is dynamic, as most BERT-family models were trained. */
+export const DEFAULT_MAX_TOKENS = 512;
+const MAX_TOKENS = 1_048_576;
 const CLASSIFICATION_KEYS = ['type', 'activation', 'topK'];
 const MASK_KEYS = ['type', 'activation', 'threshold', 'resizeToInput'];
 const DTYPE_OF_DATATYPE: Readonly<Record<string, ImageDtype>> = { FP32: 'float32', FP16: 'float16', UINT8: 'uint8' };
@@ -139,6 +174,47 @@ function parseImage(raw: Record<string, unknown>, where: string): ImagePreproces
   };
 }
 
+function boolean(value: unknown, where: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') fail(`${where} must be true or false`);
+  return value;
+}
+
+function inputName(value: unknown, where: string): string {
+  if (typeof value !== 'string' || value === '') fail(`${where} must be the name of a model input`);
+  return value;
+}
+
+/** `null` when explicitly turned off, '' when left to the model (filled by {@link fitText}). */
+function optionalInput(value: unknown, where: string): string | null {
+  if (value === null) return null;
+  if (value === undefined) return '';
+  return inputName(value, where);
+}
+
+function parseText(raw: Record<string, unknown>, where: string): TextPreprocess {
+  onlyKeys(raw, TEXT_KEYS, where);
+  const tokenizer = raw.tokenizer ?? 'tokenizer.json';
+  if (typeof tokenizer !== 'string' || !TOKENIZER_FILE.test(tokenizer) || RESERVED_FILES.includes(tokenizer)) {
+    fail(`${where}.tokenizer must be the file name of a tokenizer.json uploaded beside the model (letters, digits, ".", "_", "-", ending in .json; no folders)`);
+  }
+  if (raw.tokenizerSha256 !== undefined && (typeof raw.tokenizerSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(raw.tokenizerSha256))) {
+    fail(`${where}.tokenizerSha256 is set by the conversion job; leave it out`);
+  }
+  return {
+    type: 'text',
+    tokenizer,
+    ...(raw.tokenizerSha256 !== undefined ? { tokenizerSha256: raw.tokenizerSha256 } : {}),
+    maxLength: raw.maxLength === undefined ? 0 : integer(raw.maxLength, `${where}.maxLength`, 1, MAX_TOKENS),
+    truncation: boolean(raw.truncation, `${where}.truncation`, true),
+    padding: raw.padding === undefined ? '' : oneOf(raw.padding, ['max_length', 'longest'] as const, `${where}.padding`),
+    ids: raw.ids === undefined ? 'input_ids' : inputName(raw.ids, `${where}.ids`),
+    attentionMask: optionalInput(raw.attentionMask, `${where}.attentionMask`),
+    tokenTypeIds: optionalInput(raw.tokenTypeIds, `${where}.tokenTypeIds`),
+    addSpecialTokens: boolean(raw.addSpecialTokens, `${where}.addSpecialTokens`, true),
+  };
+}
+
 function parseClassification(raw: Record<string, unknown>, where: string): ClassificationPostprocess {
   onlyKeys(raw, CLASSIFICATION_KEYS, where);
   return {
@@ -173,7 +249,6 @@ function parseGroup<T>(raw: unknown, key: string, parsers: Readonly<Record<strin
   for (const [name, decl] of Object.entries(raw)) {
     const where = `${key}.${name}`;
     if (!isObject(decl)) fail(`${where} must be an object with a "type"`);
-    if (decl.type === 'text') fail(`${where}: text pre-processing (tokenizer.json) is not supported yet; declare an image input or send token ids as tensors`);
     const parse = typeof decl.type === 'string' && Object.hasOwn(parsers, decl.type) ? parsers[decl.type] : undefined;
     if (!parse) fail(`${where}.type must be one of ${Object.keys(parsers).join(', ')}`);
     out[name] = parse(decl, where);
@@ -188,7 +263,7 @@ function parseGroup<T>(raw: unknown, key: string, parsers: Readonly<Record<strin
  */
 export function parseDeclarations(preprocess: unknown, postprocess: unknown): Declarations {
   return {
-    preprocess: parseGroup<Preprocess>(preprocess, 'preprocess', { image: parseImage }),
+    preprocess: parseGroup<Preprocess>(preprocess, 'preprocess', { image: parseImage, text: parseText }),
     postprocess: parseGroup<Postprocess>(postprocess, 'postprocess', { classification: parseClassification, mask: parseMask }),
   };
 }
@@ -255,6 +330,55 @@ function fitImage(decl: ImagePreprocess, spec: TensorSpec, where: string): Image
   };
 }
 
+const TOKEN_DATATYPES = ['INT64', 'INT32'];
+
+/**
+ * Checks a text declaration against the model: the inputs it fills exist, take integer tokens
+ * shaped `[N, S]` or `[S]` alike, and a fixed sequence length decides `maxLength` and padding.
+ */
+function fitText(decl: TextPreprocess, name: string, inputs: readonly TensorSpec[], where: string): TextPreprocess {
+  const byName = (n: string): TensorSpec | undefined => inputs.find((s) => s.name === n);
+  const ids = byName(decl.ids);
+  if (!ids) fail(`${where}.ids: the model has no input "${decl.ids}"; its inputs are ${inputs.map((s) => `"${s.name}"`).join(', ')} (name the token-id input in "ids")`);
+  const fitted: TextPreprocess = {
+    ...decl,
+    attentionMask: decl.attentionMask === '' ? (byName('attention_mask') ? 'attention_mask' : null) : decl.attentionMask,
+    tokenTypeIds: decl.tokenTypeIds === '' ? (byName('token_type_ids') ? 'token_type_ids' : null) : decl.tokenTypeIds,
+  };
+  const targets = [fitted.ids, fitted.attentionMask, fitted.tokenTypeIds].filter((n): n is string => n !== null);
+  if (new Set(targets).size !== targets.length) fail(`${where}: ids, attentionMask and tokenTypeIds must name different inputs`);
+  if (inputs.some((s) => s.name === name) && !targets.includes(name)) {
+    fail(`${where}: "${name}" is a model input that the tokenizer does not fill; name the text after the input that takes its ids, or use a name the model does not have`);
+  }
+  for (const target of targets) {
+    const spec = byName(target);
+    if (!spec) fail(`${where}: the model has no input "${target}"; its inputs are ${inputs.map((s) => `"${s.name}"`).join(', ')}`);
+    if (!TOKEN_DATATYPES.includes(spec.datatype)) fail(`${where}: input "${target}" is ${spec.datatype}; token inputs must be INT64 or INT32`);
+    if (spec.shape.length !== 1 && spec.shape.length !== 2) fail(`${where}: input "${target}" has shape ${dimName(spec.shape)}; token inputs are [N, S] or [S]`);
+    if (spec.shape.length !== ids.shape.length || spec.shape.some((d, i) => d !== -1 && ids.shape[i] !== -1 && d !== ids.shape[i])) {
+      fail(`${where}: input "${target}" has shape ${dimName(spec.shape)}, unlike "${ids.name}" ${dimName(ids.shape)}; the tokenizer fills them alike`);
+    }
+  }
+  const seq = targets.map((t) => byName(t)?.shape.at(-1) ?? -1).find((d) => d !== -1) ?? -1;
+  if (seq !== -1) {
+    if (decl.maxLength && decl.maxLength !== seq) fail(`${where}.maxLength is ${decl.maxLength} but input "${ids.name}" fixes the sequence at ${seq} in ${dimName(ids.shape)}`);
+    if (decl.padding === 'longest') fail(`${where}.padding "longest" cannot fill input "${ids.name}", whose sequence is fixed at ${seq}: use "max_length"`);
+    return { ...fitted, maxLength: seq, padding: 'max_length' };
+  }
+  return { ...fitted, maxLength: decl.maxLength || DEFAULT_MAX_TOKENS, padding: decl.padding || 'longest' };
+}
+
+/** The image declaration of an input, if it has one. */
+export function imageDeclaration(declarations: Declarations, input: string): ImagePreprocess | undefined {
+  const decl = Object.hasOwn(declarations.preprocess, input) ? declarations.preprocess[input] : undefined;
+  return decl?.type === 'image' ? decl : undefined;
+}
+
+/** The model inputs a text declaration fills. */
+export function textTargets(decl: TextPreprocess): string[] {
+  return [decl.ids, decl.attentionMask, decl.tokenTypeIds].filter((n): n is string => n !== null && n !== '');
+}
+
 /** Classes of a classification output: its last dim; `[C]` or `[N, C]` only. */
 function fitClassification(decl: ClassificationPostprocess, spec: TensorSpec, where: string, classLabels: readonly string[] | undefined): ClassificationPostprocess {
   if (!['FP32', 'FP16', 'FP64'].includes(spec.datatype)) fail(`${where}: output "${spec.name}" is ${spec.datatype}; classification needs float scores (FP32, FP16 or FP64)`);
@@ -293,11 +417,18 @@ export function checkDeclarations(
     return spec;
   };
   const out: Declarations = { preprocess: {}, postprocess: {} };
+  const filled = new Map<string, string>();
   for (const [name, decl] of Object.entries(declared.preprocess)) {
     const where = `preprocess.${name}`;
-    out.preprocess[name] = fitImage(decl, find(model.inputs, name, 'input', where), where);
+    const fitted = decl.type === 'text' ? fitText(decl, name, model.inputs, where) : fitImage(decl, find(model.inputs, name, 'input', where), where);
+    for (const target of fitted.type === 'text' ? textTargets(fitted) : [name]) {
+      const other = filled.get(target);
+      if (other !== undefined) fail(`${where}: input "${target}" is already filled by preprocess.${other}`);
+      filled.set(target, name);
+    }
+    out.preprocess[name] = fitted;
   }
-  const hasImageInput = Object.keys(out.preprocess).length > 0;
+  const hasImageInput = Object.values(out.preprocess).some((d) => d.type === 'image');
   for (const [name, decl] of Object.entries(declared.postprocess)) {
     const where = `postprocess.${name}`;
     const spec = find(model.outputs, name, 'output', where);

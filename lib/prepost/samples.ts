@@ -1,7 +1,7 @@
 import type { Tensor } from 'onnxruntime-node';
 import { AppError } from '../errors';
 import type { TensorSpec } from '../registry/manifest';
-import { checkDeclarations, DeclarationError, type Declarations } from './declarations';
+import { checkDeclarations, DeclarationError, imageDeclaration, type Declarations } from './declarations';
 import { imagesToTensor } from './image';
 
 /** An evaluation sample's input given as encoded images, to go through the declared pre-processing. */
@@ -42,7 +42,7 @@ export async function imageSampleFeeds(samples: readonly ImageSample[], declared
   const out: { sample: number; input: string; tensor: Tensor }[] = [];
   for (const s of samples) {
     const where = `sampleInputs[${s.sample}].${s.input}`;
-    const decl = fitted.preprocess[s.input];
+    const decl = imageDeclaration(fitted, s.input);
     const spec = model.inputs.find((i) => i.name === s.input);
     if (!decl || !spec) throw new DeclarationError(`${where}: images are accepted only for an input declared in preprocess as an image`);
     try {

@@ -5,9 +5,11 @@ import { decodeOipRequest } from '../protocol/oip';
 import { describeValue } from '../protocol/tensor-codec';
 import type { Manifest, TensorSpec } from '../registry/manifest';
 import { classificationString, topK } from './classify';
-import { checkDeclarations, DeclarationError, parseDeclarations, type Activation, type Declarations, type MaskPostprocess } from './declarations';
+import { bytesElementText, splitBytesElements } from '../protocol/binary-tensor';
+import { checkDeclarations, DeclarationError, parseDeclarations, imageDeclaration, textTargets, type Activation, type Declarations, type ImagePreprocess, type MaskPostprocess, type TextPreprocess } from './declarations';
 import { imagesToTensor } from './image';
 import { masksToPng } from './mask';
+import { readTexts, type TextTokenizer } from './text';
 
 /** What a classified output answers: the top `k` after `activation`. */
 export interface Classification {
@@ -157,37 +159,112 @@ export async function answerAsDeclared(results: Record<string, Tensor>, decoded:
   return answered;
 }
 
+/** Finds the tokenizer of a text declaration (the service's per-container cache). */
+export type TokenizerSource = (decl: TextPreprocess) => Promise<TextTokenizer>;
+
+/** A declared input's values as the request sent them: JSON `data`, or elements of binary data. */
+type DeclaredValues = { json: Record<string, unknown> } | { elements: Uint8Array[] };
+
+/** Checks a `binary_data_size`; the plain decoder words its own the same way. */
+function binarySizeOf(item: Record<string, unknown>, name: string, left: number): number | undefined {
+  const size = isObject(item.parameters) ? item.parameters.binary_data_size : undefined;
+  if (size === undefined) return undefined;
+  if (!Number.isSafeInteger(size) || (size as number) < 0) throw new InvalidRequestError(`input "${name}": parameters.binary_data_size must be a non-negative integer, not ${describeValue(size)}`);
+  if ((size as number) > left) throw new InvalidRequestError(`input "${name}": binary_data_size ${size as number} runs past the end of the body (${left} bytes of binary data left)`);
+  return size as number;
+}
+
+/** The element count of a declared BYTES input: `shape` is [n]. */
+function declaredCount(item: Record<string, unknown>, name: string, kind: 'image' | 'text', given: number | undefined): number {
+  const shape = item.shape;
+  if (!Array.isArray(shape) || shape.length !== 1 || !Number.isSafeInteger(shape[0]) || (shape[0] as number) < 1 || (given !== undefined && shape[0] !== given)) {
+    const what = kind === 'image' ? 'images' : 'texts';
+    throw new InvalidRequestError(`input "${name}": a${kind === 'image' ? 'n image' : ' text'} input's shape is [n], the number of ${what}; got ${describeValue(shape)}${given === undefined ? '' : ` for ${given} ${what}`}`);
+  }
+  return shape[0] as number;
+}
+
 /**
- * Decodes an OIP request for a model with declared processing: inputs declared as images may
- * come as `BYTES` holding base64-encoded files (or as the model's own tensor), every other
- * input goes through the plain tensor decoder, and each output's answer is chosen
- * (classification strings or the raw tensor).
+ * Decodes an OIP request for a model with declared processing. An input declared as an image
+ * may come as `BYTES` holding encoded files (base64 strings in JSON, raw elements in binary
+ * data) or as the model's own tensor; a text input comes as `BYTES` strings and fills the
+ * token inputs its declaration names. Every other input goes through the plain tensor
+ * decoder, and each output's answer is chosen (classification strings or the raw tensor).
  */
-export async function decodeDeclaredOip(body: unknown, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations): Promise<DeclaredOipRequest> {
-  if (!isObject(body) || !Array.isArray(body.inputs) || body.inputs.length === 0) return { ...decodeOipRequest(body, inputs, outputs), classify: new Map(), masks: new Map() };
-  const images: { spec: TensorSpec; item: Record<string, unknown> }[] = [];
+export async function decodeDeclaredOip(
+  body: unknown,
+  inputs: readonly TensorSpec[],
+  outputs: readonly TensorSpec[],
+  declarations: Declarations,
+  binary?: Uint8Array,
+  tokenizerFor?: TokenizerSource,
+): Promise<DeclaredOipRequest> {
+  if (!isObject(body) || !Array.isArray(body.inputs) || body.inputs.length === 0) return { ...decodeOipRequest(body, inputs, outputs, binary), classify: new Map(), masks: new Map() };
+  const images: { spec: TensorSpec; decl: ImagePreprocess; values: DeclaredValues }[] = [];
+  const texts: { name: string; decl: TextPreprocess; values: DeclaredValues }[] = [];
   const rest: unknown[] = [];
+  const restBinary: Uint8Array[] = [];
   const seen = new Set<string>();
+  // Binary data follows the JSON in input order: declared inputs take their slices here, the
+  // others' slices go on, in order, to the plain decoder.
+  let offset = 0;
+  const takeBinary = (item: Record<string, unknown>, name: string): Uint8Array | undefined => {
+    const left = (binary?.byteLength ?? 0) - offset;
+    const size = binarySizeOf(item, name, left);
+    if (size === undefined) return undefined;
+    if (!binary) throw new InvalidRequestError(`input "${name}": parameters.binary_data_size is given but the request carries no binary data`);
+    const slice = binary.subarray(offset, offset + size);
+    offset += size;
+    return slice;
+  };
   for (const item of body.inputs) {
-    if (!isObject(item)) {
+    const named = isObject(item) && typeof item.name === 'string' ? declarations.preprocess[item.name] : undefined;
+    if (!isObject(item) || !named || item.datatype !== 'BYTES') {
+      if (isObject(item)) {
+        const slice = takeBinary(item, typeof item.name === 'string' ? item.name : '?');
+        if (slice) restBinary.push(slice);
+      }
       rest.push(item);
       continue;
     }
-    const spec = findInput(inputs, item.name);
-    if (seen.has(spec.name)) throw new InvalidRequestError(`input "${spec.name}" is given more than once`);
-    seen.add(spec.name);
-    if (declarations.preprocess[spec.name] && item.datatype === 'BYTES') images.push({ spec, item });
-    else rest.push(item);
+    const name = item.name as string;
+    if (seen.has(name)) throw new InvalidRequestError(`input "${name}" is given more than once`);
+    seen.add(name);
+    const slice = takeBinary(item, name);
+    let values: DeclaredValues = { json: item };
+    if (slice) {
+      if (item.data !== undefined) throw new InvalidRequestError(`input "${name}": give its data one way only: "data" or parameters.binary_data_size`);
+      values = { elements: splitBytesElements(name, declaredCount(item, name, named.type, undefined), slice) };
+    }
+    if (named.type === 'text') texts.push({ name, decl: named, values });
+    else images.push({ spec: findInput(inputs, name), decl: named, values });
   }
-  const tensorInputs = inputs.filter((s) => !images.some((i) => i.spec === s));
-  const base = rest.length > 0 ? decodeOipRequest({ ...body, inputs: rest }, tensorInputs, outputs) : headerOnly(body, tensorInputs, outputs);
+  if (binary && offset !== binary.byteLength) {
+    throw new InvalidRequestError(`the body has ${binary.byteLength - offset} bytes of binary data after the last input's; binary_data_size must account for every byte after the JSON header`);
+  }
+  const filled = new Set<string>([...images.map((i) => i.spec.name), ...texts.flatMap((t) => textTargets(t.decl))]);
+  const tensorInputs = inputs.filter((s) => !filled.has(s.name));
+  for (const item of rest) {
+    if (isObject(item) && typeof item.name === 'string' && filled.has(item.name)) throw new InvalidRequestError(`input "${item.name}" is filled by a declared text input; do not send it as well`);
+  }
+  const restBytes = restBinary.length > 0 ? Buffer.concat(restBinary) : undefined;
+  const base = rest.length > 0 ? decodeOipRequest({ ...body, inputs: rest }, tensorInputs, outputs, restBytes) : headerOnly(body, tensorInputs, outputs);
   let sizes: { width: number; height: number }[] | undefined;
-  for (const { spec, item } of images) {
-    const decl = declarations.preprocess[spec.name];
-    if (!decl) continue;
-    const decoded = await imagesToTensor(spec.name, imageBytes(item, spec.name), decl, spec);
+  for (const { spec, decl, values } of images) {
+    const files = 'elements' in values ? values.elements.map((e) => Buffer.from(e.buffer, e.byteOffset, e.byteLength)) : imageBytes(values.json, spec.name);
+    const decoded = await imagesToTensor(spec.name, files, decl, spec);
     base.feeds[spec.name] = decoded.tensor;
     sizes ??= decoded.sizes;
+  }
+  for (const { name, decl, values } of texts) {
+    if (!tokenizerFor) throw new Error('a text input needs the tokenizer source');
+    let strings: string[];
+    if ('elements' in values) strings = values.elements.map((e, i) => bytesElementText(name, i, e));
+    else {
+      strings = readTexts(values.json.data, name);
+      declaredCount(values.json, name, 'text', strings.length);
+    }
+    Object.assign(base.feeds, (await tokenizerFor(decl)).toFeeds(name, strings, decl, inputs));
   }
   return { ...base, classify: chooseClassification(body, base.outputs, declarations), masks: chooseMasks(body, base.outputs, declarations), sizes };
 }
@@ -222,9 +299,9 @@ export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec
     }
   }
   const spec = inputs[0];
-  const decl = spec && declarations.preprocess[spec.name];
+  const decl = spec && imageDeclaration(declarations, spec.name);
   if (!spec || inputs.length !== 1 || !decl) {
-    const imageInputs = Object.keys(declarations.preprocess);
+    const imageInputs = Object.values(declarations.preprocess).filter((d) => d.type === 'image');
     throw new InvalidRequestError(
       imageInputs.length === 0
         ? `this model declares no image input; send application/json with its inputs (${inputs.map((s) => s.name).join(', ')})`
@@ -236,6 +313,27 @@ export async function decodeImagePost(bytes: Buffer, inputs: readonly TensorSpec
   feeds[spec.name] = decoded.tensor;
   const chosen = [...outputs];
   return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations), masks: chooseMasks({}, chosen, declarations), sizes: decoded.sizes };
+}
+
+/**
+ * A plain `POST` of one text (`content-type: text/plain`) to the infer route: the model must
+ * declare one text input, which fills every input it takes; every output answers as declared.
+ */
+export async function decodeTextPost(text: string, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations, tokenizerFor: TokenizerSource): Promise<DeclaredOipRequest> {
+  const texts = Object.entries(declarations.preprocess).filter((e): e is [string, TextPreprocess] => e[1].type === 'text');
+  const only = texts.length === 1 ? texts[0] : undefined;
+  if (!only || !inputs.every((s) => textTargets(only[1]).includes(s.name))) {
+    throw new InvalidRequestError(
+      texts.length === 0
+        ? `this model declares no text input; send application/json with its inputs (${inputs.map((s) => s.name).join(', ')})`
+        : `a text body needs a model whose one declared text input fills all its inputs; this model takes ${inputs.map((s) => `"${s.name}"`).join(', ')}: send application/json`,
+    );
+  }
+  const [name, decl] = only;
+  const feeds = emptyFeeds();
+  Object.assign(feeds, (await tokenizerFor(decl)).toFeeds(name, [text], decl, inputs));
+  const chosen = [...outputs];
+  return { feeds, outputs: chosen, classify: chooseClassification({}, chosen, declarations), masks: chooseMasks({}, chosen, declarations) };
 }
 
 /** The one PNG of a one-output mask answer (checked by {@link decodeImagePost} before the run). */

@@ -2,9 +2,9 @@ import type { Tensor } from 'onnxruntime-node';
 import { InvalidRequestError } from '../errors';
 import { decodePredictRequest, type PredictRequest } from '../protocol/tfserving';
 import type { TensorSpec } from '../registry/manifest';
-import type { Declarations, MaskPostprocess } from './declarations';
+import { textTargets, type Declarations, type MaskPostprocess, type Preprocess } from './declarations';
 import { imagesToTensor } from './image';
-import { chooseClassification, chooseMasks, type Classification } from './serve-oip';
+import { chooseClassification, chooseMasks, type Classification, type TokenizerSource } from './serve-oip';
 
 /** A TF Serving request with its images decoded and its outputs' post-processing chosen. */
 export interface DeclaredPredictRequest extends PredictRequest {
@@ -34,72 +34,93 @@ function filesOf(name: string, values: readonly unknown[]): Buffer[] {
   });
 }
 
-/** The `{"b64"}` images a value holds for one input: one, or an array of them; undefined when it holds none. */
-function b64Images(value: unknown): unknown[] | undefined {
-  if (isB64(value)) return [value];
-  if (Array.isArray(value) && value.length > 0 && value.every(isB64)) return value;
+/** One instance's value for a declared input: an image is `{"b64"}`, a text a string. */
+function isOneValue(decl: Preprocess, value: unknown): boolean {
+  return decl.type === 'image' ? isB64(value) : typeof value === 'string';
+}
+
+/** A column's values for a declared input (one value, or an array of them); undefined when it holds none. */
+function columnValues(decl: Preprocess, value: unknown): unknown[] | undefined {
+  if (isOneValue(decl, value)) return [value];
+  if (Array.isArray(value) && value.length > 0 && value.every((v) => isOneValue(decl, v))) return value as unknown[];
   return undefined;
+}
+
+/** The model inputs a declared input fills: itself (an image), or its token inputs (a text). */
+function filledBy(name: string, decl: Preprocess): string[] {
+  return decl.type === 'text' ? textTargets(decl) : [name];
 }
 
 /**
  * Decodes a `:predict` request for a model with declared processing. An input declared as an
- * image takes `{"b64": "<file>"}` values: row format `{"instances": [{"b64": ...}, ...]}` (a
- * one-input model) or `[{"<input>": {"b64": ...}}, ...]`; columnar `{"inputs": {"b64": ...}}`,
- * `[{"b64"}...]` or `{"<input>": [...]}`. Each image is one instance of the batch. Other values
- * go through the plain decoder; outputs answer as declared.
+ * image takes `{"b64": "<file>"}` values, a text input takes strings: row format
+ * `{"instances": [<value>, ...]}` (when that input is all the model takes) or
+ * `[{"<input>": <value>}, ...]`; columnar `{"inputs": <value or [values]>}` or
+ * `{"<input>": [...]}`. Each value is one instance of the batch. Other values go through the
+ * plain decoder; outputs answer as declared.
  */
-export async function decodeDeclaredPredict(body: unknown, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], declarations: Declarations): Promise<DeclaredPredictRequest> {
-  const images = new Map<string, unknown[]>();
+export async function decodeDeclaredPredict(
+  body: unknown,
+  inputs: readonly TensorSpec[],
+  outputs: readonly TensorSpec[],
+  declarations: Declarations,
+  tokenizerFor?: TokenizerSource,
+): Promise<DeclaredPredictRequest> {
+  const declared = Object.entries(declarations.preprocess);
+  const found = new Map<string, unknown[]>();
+  // The one declared input that fills every model input: it may be sent bare.
+  const sole = declared.length === 1 && declared[0] && inputs.every((s) => filledBy(declared[0]![0], declared[0]![1]).includes(s.name)) ? declared[0] : undefined;
   let rewritten = body;
   let rows: number | undefined;
   if (isObject(body) && Array.isArray(body.instances) && body.instances.length > 0 && !('inputs' in body)) {
     const instances = body.instances;
-    const only = inputs.length === 1 ? inputs[0] : undefined;
-    if (only && declarations.preprocess[only.name] && instances.every(isB64)) {
-      images.set(only.name, instances);
+    if (sole && instances.every((v) => isOneValue(sole[1], v))) {
+      found.set(sole[0], instances);
     } else if (instances.every(isObject)) {
-      for (const spec of inputs) {
-        if (declarations.preprocess[spec.name] && instances.every((inst) => isB64((inst)[spec.name]))) {
-          images.set(spec.name, instances.map((inst) => (inst)[spec.name]));
-        }
+      for (const [name, decl] of declared) {
+        if (instances.every((inst) => isOneValue(decl, inst[name]))) found.set(name, instances.map((inst) => inst[name]));
       }
-      rewritten = { ...body, instances: instances.map((inst) => Object.fromEntries(Object.entries(inst as object).filter(([k]) => !images.has(k)))) };
+      rewritten = { ...body, instances: instances.map((inst) => Object.fromEntries(Object.entries(inst as object).filter(([k]) => !found.has(k)))) };
     }
-    if (images.size > 0) rows = instances.length;
+    if (found.size > 0) rows = instances.length;
   } else if (isObject(body) && 'inputs' in body && !('instances' in body)) {
     const columns = body.inputs;
-    const only = inputs.length === 1 ? inputs[0] : undefined;
-    const direct = b64Images(columns);
-    if (only && declarations.preprocess[only.name] && direct) {
-      images.set(only.name, direct);
+    const direct = sole ? columnValues(sole[1], columns) : undefined;
+    if (sole && direct) {
+      found.set(sole[0], direct);
     } else if (isObject(columns) && !isB64(columns)) {
-      for (const spec of inputs) {
-        const found = declarations.preprocess[spec.name] ? b64Images(columns[spec.name]) : undefined;
-        if (found) images.set(spec.name, found);
+      for (const [name, decl] of declared) {
+        const values = Object.hasOwn(columns, name) ? columnValues(decl, columns[name]) : undefined;
+        if (values) found.set(name, values);
       }
-      rewritten = { ...body, inputs: Object.fromEntries(Object.entries(columns).filter(([k]) => !images.has(k))) };
+      rewritten = { ...body, inputs: Object.fromEntries(Object.entries(columns).filter(([k]) => !found.has(k))) };
     }
   }
-  if (images.size === 0) {
+  if (found.size === 0) {
     const plain = decodePredictRequest(body, inputs, outputs);
     return { ...plain, classify: chooseClassification({}, plain.outputs, declarations), masks: chooseMasks({}, plain.outputs, declarations) };
   }
 
-  const rest = inputs.filter((s) => !images.has(s.name));
+  const filled = new Set([...found.keys()].flatMap((name) => filledBy(name, declarations.preprocess[name] as Preprocess)));
+  const rest = inputs.filter((s) => !filled.has(s.name));
   if (rest.length === 0 && isObject(rewritten)) {
-    // Every input was an image: the plain decoder still checks the rest (signature, output_filter).
+    // Every input was declared: the plain decoder still checks the rest (signature, output_filter).
     const { instances: _instances, ...others } = rewritten;
     rewritten = { ...others, inputs: {} };
   }
   const decoded = decodePredictRequest(rewritten, rest, outputs);
   const feeds: Record<string, Tensor> = decoded.feeds;
   let sizes: { width: number; height: number }[] | undefined;
-  for (const spec of inputs) {
-    const values = images.get(spec.name);
-    const decl = declarations.preprocess[spec.name];
-    if (!values || !decl) continue;
-    const image = await imagesToTensor(spec.name, filesOf(spec.name, values), decl, spec);
-    feeds[spec.name] = image.tensor;
+  for (const [name, values] of found) {
+    const decl = declarations.preprocess[name] as Preprocess;
+    if (decl.type === 'text') {
+      if (!tokenizerFor) throw new Error('a text input needs the tokenizer source');
+      Object.assign(feeds, (await tokenizerFor(decl)).toFeeds(name, values as string[], decl, inputs));
+      continue;
+    }
+    const spec = inputs.find((s) => s.name === name) as TensorSpec;
+    const image = await imagesToTensor(name, filesOf(name, values), decl, spec);
+    feeds[name] = image.tensor;
     sizes ??= image.sizes;
   }
   const format = rows === undefined ? decoded.format : 'row';

@@ -65,7 +65,16 @@ export function decodeBinaryTensor(input: string, info: DatatypeInfo, shape: rea
 }
 
 function decodeBytesElements(input: string, count: number, bytes: Uint8Array): string[] {
-  const out = new Array<string>(count);
+  return splitBytesElements(input, count, bytes).map((element, i) => bytesElementText(input, i, element));
+}
+
+/**
+ * The elements of a binary BYTES tensor (each a 4-byte little-endian length, then that many
+ * bytes), as views into `bytes`. Every length is checked against what is left, and the
+ * elements must fill the data exactly.
+ */
+export function splitBytesElements(input: string, count: number, bytes: Uint8Array): Uint8Array[] {
+  const out = new Array<Uint8Array>(count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   for (let i = 0; i < count; i++) {
@@ -77,20 +86,25 @@ function decodeBytesElements(input: string, count: number, bytes: Uint8Array): s
     if (length > bytes.byteLength - at) {
       throw new InvalidRequestError(`input "${input}": BYTES element ${i} says it is ${length} bytes long, past the end of the tensor's binary data (${bytes.byteLength - at} bytes left)`);
     }
-    let text: string;
-    try {
-      text = utf8.decode(bytes.subarray(at, at + length));
-    } catch {
-      throw new InvalidRequestError(`input "${input}": BYTES element ${i} is not valid UTF-8; onnxruntime-node carries BYTES tensors as UTF-8 strings`);
-    }
-    checkBytesElement(input, i, text);
-    out[i] = text;
+    out[i] = bytes.subarray(at, at + length);
     at += length;
   }
   if (at !== bytes.byteLength) {
     throw new InvalidRequestError(`input "${input}": ${bytes.byteLength - at} bytes of binary data are left after its ${count} BYTES elements`);
   }
   return out;
+}
+
+/** One BYTES element as UTF-8 text, or a 400 naming the input and element. */
+export function bytesElementText(input: string, index: number, element: Uint8Array): string {
+  let text: string;
+  try {
+    text = utf8.decode(element);
+  } catch {
+    throw new InvalidRequestError(`input "${input}": BYTES element ${index} is not valid UTF-8; onnxruntime-node carries BYTES tensors as UTF-8 strings`);
+  }
+  checkBytesElement(input, index, text);
+  return text;
 }
 
 /** A tensor's binary form, as chunks to concatenate (numeric data is a view, not a copy). */

@@ -3,6 +3,8 @@ export const keys = {
   modelPrefix: (model: string): string => `models/${model}/`,
   artifact: (model: string, version: number): string => `models/${model}/${version}/model.onnx`,
   manifest: (model: string, version: number): string => `models/${model}/${version}/manifest.json`,
+  /** A file published with a version besides its model (a tokenizer.json); `file` is a checked plain name. */
+  versionFile: (model: string, version: number, file: string): string => `models/${model}/${version}/files/${file}`,
   alias: (model: string, label: string): string => `models/${model}/aliases/${label}.json`,
   job: (model: string, jobId: string): string => `jobs/${model}/${jobId}.json`,
   /** A staged tensor (lib/storage/staging.ts): the only prefix a request can name, and it expires. */

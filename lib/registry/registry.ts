@@ -136,6 +136,7 @@ export async function publishVersion(
   manifest: Omit<Manifest, 'artifact' | 'schemaVersion' | 'createdAt'> & { createdAt?: string },
   artifact: Uint8Array,
   label?: string,
+  files: Readonly<Record<string, Uint8Array>> = {},
 ): Promise<Manifest | undefined> {
   const key = keys.artifact(manifest.model, manifest.version);
   const full: Manifest = {
@@ -145,6 +146,8 @@ export async function publishVersion(
     artifact: { key, sha256: sha256Hex(artifact), bytes: artifact.byteLength },
   };
   if (!(await store.put(key, artifact, 'application/octet-stream', { ifAbsent: true }))) return undefined;
+  // The version's own files (a tokenizer) land before its manifest, which makes it visible.
+  for (const [file, bytes] of Object.entries(files)) await store.put(keys.versionFile(manifest.model, manifest.version, file), bytes, 'application/json');
   await store.put(keys.manifest(manifest.model, manifest.version), JSON.stringify(full, null, 2), 'application/json');
   if (label !== undefined) await setAlias(store, manifest.model, label, manifest.version);
   return full;

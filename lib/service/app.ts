@@ -1,3 +1,4 @@
+import { TokenizerCache } from '../prepost/tokenizer-cache';
 import { performance } from 'node:perf_hooks';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config } from '../config';
@@ -70,6 +71,7 @@ export function createInferenceApp(config: Config, s3: S3Client, telemetry: Tele
     serverName: config.serviceName,
     serverVersion: config.serverVersion,
     maxResponseBytes: config.maxResponseBytes,
+    tokenizers: new TokenizerCache(store),
   });
   return { config, store, registry, disk, sessions, service };
 }

@@ -2,8 +2,9 @@ import { performance } from 'node:perf_hooks';
 import type { Tensor } from 'onnxruntime-node';
 import type { WarmModel } from '../config';
 import { AppError, InvalidRequestError, ResponseTooLargeError } from '../errors';
-import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, needsDeclaredPath, onlyPng, type DeclaredOipRequest } from '../prepost/serve-oip';
+import { answerAsDeclared, classLabelsOf, declarationsOf, decodeDeclaredOip, decodeImagePost, decodeTextPost, needsDeclaredPath, onlyPng, type DeclaredOipRequest, type TokenizerSource } from '../prepost/serve-oip';
 import { decodeDeclaredPredict } from '../prepost/serve-tfserving';
+import type { TokenizerCache } from '../prepost/tokenizer-cache';
 import { binarySize, chunksSize, decodeBinaryTensor, encodeBinaryTensor } from '../protocol/binary-tensor';
 import { infoOf } from '../protocol/feeds';
 import { decodeOipRequest, decodeRawBinaryRequest, encodeOipResponse, type OipAnswer, type OipRequest, type StagedOutput } from '../protocol/oip';
@@ -41,6 +42,8 @@ export interface InferenceServiceDeps {
   serverVersion: string;
   /** Largest response the transport carries; larger OIP outputs are staged. */
   maxResponseBytes: number;
+  /** Tokenizers of models with text inputs, fetched on first use. */
+  tokenizers: TokenizerCache;
 }
 
 /** An inference request body as the HTTP layer read it. */
@@ -125,7 +128,7 @@ export class InferenceService {
     const answer = await this.deps.sessions.use(manifest, async (session) => {
       if (!request.raw && needsDeclaredPath(manifest, request.json)) {
         // Images in, classification strings or masks out: as the upload declared or the request asks.
-        const declared = await decodeDeclaredOip(request.json, session.inputs, session.outputs, declarationsOf(manifest));
+        const declared = await decodeDeclaredOip(request.json, session.inputs, session.outputs, declarationsOf(manifest), request.binary, this.tokenizerSource(manifest));
         const results = await answerAsDeclared(await this.run(session, manifest, declared.feeds, declared.outputs), declared, classLabelsOf(manifest));
         return this.encodeFitting(manifest, asJsonAnswer(declared), results);
       }
@@ -188,11 +191,22 @@ export class InferenceService {
     return { body: answer.json, binary: answer.binary, png, model: manifest.model, version: manifest.version };
   }
 
+  /** A plain text body (`content-type: text/plain`) for a model whose one text input fills all its inputs. */
+  async inferText(selector: ModelSelector, text: string): Promise<ServiceAnswer> {
+    const manifest = await this.deps.registry.resolve(selector);
+    const answer = await this.deps.sessions.use(manifest, async (session) => {
+      const decoded = await decodeTextPost(text, session.inputs, session.outputs, declarationsOf(manifest), this.tokenizerSource(manifest));
+      const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
+      return this.encodeFitting(manifest, asJsonAnswer(decoded), results);
+    });
+    return { body: answer.json, binary: answer.binary, model: manifest.model, version: manifest.version };
+  }
+
   async predict(selector: ModelSelector, request: unknown): Promise<ServiceAnswer> {
     const manifest = await this.deps.registry.resolve(selector);
     const body = await this.deps.sessions.use(manifest, async (session) => {
       if (manifest.preprocess !== undefined || manifest.postprocess !== undefined) {
-        const decoded = await decodeDeclaredPredict(request, session.inputs, session.outputs, declarationsOf(manifest));
+        const decoded = await decodeDeclaredPredict(request, session.inputs, session.outputs, declarationsOf(manifest), this.tokenizerSource(manifest));
         const results = await answerAsDeclared(await this.run(session, manifest, decoded.feeds, decoded.outputs), decoded, classLabelsOf(manifest));
         return encodePredictResponse(decoded, results);
       }
@@ -238,6 +252,10 @@ export class InferenceService {
         }
       }),
     );
+  }
+
+  private tokenizerSource(manifest: Manifest): TokenizerSource {
+    return (decl) => this.deps.tokenizers.get(manifest, decl);
   }
 
   private async run(

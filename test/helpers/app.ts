@@ -1,17 +1,21 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { Logger } from '@aws-lambda-powertools/logger';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { buildInferHandler } from '../../handlers/http/infer-handler';
+import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import { createObservability } from '../../handlers/shared/observability';
 import { hashApiKey } from '../../lib/auth/api-key';
 import { loadConfig, type Config } from '../../lib/config';
+import type { JobReport } from '../../lib/convert/job';
 import type { TensorSpec } from '../../lib/registry/manifest';
 import { toSpecs } from '../../lib/runtime/model-session';
 import { publishVersion } from '../../lib/registry/registry';
 import { createInferenceApp, type InferenceApp } from '../../lib/service/app';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { TEST_API_KEY } from './events';
+import { lambdaContext, s3PutEvent, TEST_API_KEY } from './events';
 import type { LocalS3 } from './local-s3';
 
 /** A config as the handler would read it, pointing at the local S3 and a fresh cache dir. */
@@ -74,4 +78,30 @@ export async function publishModel(
     bytes,
     options.label,
   );
+}
+
+/**
+ * Uploads a model the way a user does (its files first, e.g. a tokenizer.json, then the
+ * options sidecar, then the model) and runs the real convert handler on the upload's S3 event.
+ * Answers the job report.
+ */
+export async function convertUpload(
+  s3: LocalS3,
+  model: string,
+  bytes: Uint8Array,
+  options: unknown,
+  files: Readonly<Record<string, string | Uint8Array>> = {},
+): Promise<JobReport> {
+  const put = async (key: string, body: string | Uint8Array) =>
+    ((await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }))).ETag ?? '').replace(/"/g, '');
+  for (const [name, body] of Object.entries(files)) await put(`uploads/${model}/${name}`, body);
+  if (options !== undefined) await put(`uploads/${model}/model.json`, JSON.stringify(options));
+  const key = `uploads/${model}/model.onnx`;
+  const etag = await put(key, bytes);
+  const store = new ObjectStore(s3.client(), s3.bucket);
+  const convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
+  const { reports } = await convert(s3PutEvent(s3.bucket, key, etag), lambdaContext('convert'));
+  const report = reports[0];
+  if (!report) throw new Error(`no report for ${key}`);
+  return report;
 }

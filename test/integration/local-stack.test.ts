@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -6,6 +6,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { StackState } from '../../tools/stack/local';
 import { freeStackPorts, groupAlive, portIsFree, ROOT, runToEnd, START, startStack, stackEnv, stopStack, withLogTail, type StackPorts } from '../helpers/local-stack';
 import { denseStackModel } from '../helpers/models';
+import { bertUncasedTokenizerJson, bertUncasedVocab, sentimentModel } from '../helpers/text';
 
 /**
  * The local stack exactly as `npm start` runs it (package.json's start script, in a subprocess,
@@ -103,6 +104,21 @@ async function stackLifecycle(): Promise<void> {
     expect(listed.code).toBe(0);
     expect(listed.output).toMatch(new RegExp(`${MODEL}\\s+1\\s+stable->1`));
     expect(listed.output).toMatch(/silero-vad\s+1\s+stable->1/);
+
+    // A text model through the CLI: the tokenizer.json its options declare goes up first, from
+    // beside the options file; then --text reaches the declared text input.
+    const files = join(dataDir, 'text-upload');
+    mkdirSync(files);
+    const vocab = bertUncasedVocab();
+    writeFileSync(join(files, 'reviews.onnx'), sentimentModel(vocab.length, new Map([[vocab.indexOf('love'), [0, 3]]])));
+    writeFileSync(join(files, 'tokenizer.json'), bertUncasedTokenizerJson());
+    writeFileSync(join(files, 'options.json'), JSON.stringify({ mode: 'none', classLabels: ['negative', 'positive'], preprocess: { review: { type: 'text' } }, postprocess: { logits: { type: 'classification', topK: 1 } } }));
+    const uploaded = await runToEnd(`npm run -s model -- upload ${join(files, 'reviews.onnx')} --options ${join(files, 'options.json')}`, env);
+    expect(uploaded.output).toContain('as s3://onnx-lambda-local/uploads/reviews/tokenizer.json');
+    expect(uploaded.code).toBe(0);
+    const answered = await runToEnd('npm run -s model -- infer reviews --text "I love it"', env);
+    expect(answered.code).toBe(0);
+    expect(answered.output).toMatch(/logits:\n {4}0\.9\d{3} {2}positive\n/);
   } finally {
     expect(await stopStack(first)).toBe(130);
   }

@@ -7,10 +7,11 @@ import { hashApiKey } from '../../lib/auth/api-key';
 import sharp from 'sharp';
 import { publishVersion } from '../../lib/registry/registry';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { describeModel, publishModel } from '../helpers/app';
+import { convertUpload, describeModel, publishModel } from '../helpers/app';
 import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { colourClassifierModel, mlpModel } from '../helpers/models';
+import { bertUncasedTokenizerJson, bertUncasedVocab, sentimentModel } from '../helpers/text';
 
 // `npm run package` offline: build the layer, run `serverless package`, and check what would be
 // deployed: the CloudFormation template and the zips. Then run the packaged handler the way
@@ -285,17 +286,12 @@ describe('the packaged handler on the layer alone', () => {
     expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
   });
 
-  test('loads sharp from its layer (project node_modules out of reach) and answers a label for a posted image', async () => {
-    const task = join(temp, 'var', 'task-image');
-    await run('python3', ['-m', 'zipfile', '-e', join(pkgDir, 'infer.zip'), task]);
-    const red = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 230, g: 20, b: 10 } } }).png().toBuffer();
-    const event = {
-      ...httpEvent('POST', '/v2/models/colours/infer', { headers: { 'content-type': 'image/png' }, apiKey: 'layer-key' }),
-      body: red.toString('base64'),
-      isBase64Encoded: true,
-    };
+  /** Runs the packaged infer handler on one event, onnxruntime and sharp from their layers, the project's node_modules out of reach. */
+  async function invokePackaged(task: string, event: unknown): Promise<{ statusCode: number; body: string }> {
+    const dir = join(temp, 'var', task);
+    await run('python3', ['-m', 'zipfile', '-e', join(pkgDir, 'infer.zip'), dir]);
     const script = `
-      const { handler } = require(${JSON.stringify(join(task, 'handlers', 'infer.js'))});
+      const { handler } = require(${JSON.stringify(join(dir, 'handlers', 'infer.js'))});
       handler(${JSON.stringify(event)}, ${JSON.stringify(lambdaContext())})
         .then((r) => {
           const where = require.resolve('sharp');
@@ -304,7 +300,7 @@ describe('the packaged handler on the layer alone', () => {
         })
         .catch((e) => { console.error(e); process.exit(1); });`;
     const { stdout } = await run(process.execPath, ['-e', script], {
-      cwd: task,
+      cwd: dir,
       env: {
         PATH: process.env.PATH,
         NODE_PATH: [join(LAYER, 'nodejs', 'node_modules'), join(SHARP_LAYER, 'nodejs', 'node_modules')].join(':'),
@@ -313,14 +309,36 @@ describe('the packaged handler on the layer alone', () => {
         API_KEY_HASHES: hashApiKey('layer-key'),
         AWS_REGION: 'us-east-1',
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1769',
-        MODEL_CACHE_DIR: join(temp, 'tmp-cache-image'),
+        MODEL_CACHE_DIR: join(temp, `tmp-cache-${task}`),
         POWERTOOLS_LOG_LEVEL: 'SILENT',
         POWERTOOLS_METRICS_DISABLED: 'true',
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       },
     });
-    const result = JSON.parse(stdout) as { statusCode: number; body: string };
+    return JSON.parse(stdout) as { statusCode: number; body: string };
+  }
+
+  test('loads sharp from its layer (project node_modules out of reach) and answers a label for a posted image', async () => {
+    const red = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 230, g: 20, b: 10 } } }).png().toBuffer();
+    const event = {
+      ...httpEvent('POST', '/v2/models/colours/infer', { headers: { 'content-type': 'image/png' }, apiKey: 'layer-key' }),
+      body: red.toString('base64'),
+      isBase64Encoded: true,
+    };
+    const result = await invokePackaged('task-image', event);
     expect(result.statusCode).toBe(200);
     expect(JSON.parse(result.body)).toMatchObject({ model_name: 'colours', outputs: [{ name: 'logits', datatype: 'BYTES', shape: [1, 1], data: [expect.stringMatching(/^0\.\d+:0:red$/)] }] });
+  });
+
+  test('the bundle carries the tokenizer library: a text model converted with its tokenizer.json answers a label', async () => {
+    const vocab = bertUncasedVocab();
+    const options = { mode: 'none', classLabels: ['negative', 'positive'], preprocess: { text: { type: 'text' } }, postprocess: { logits: { type: 'classification', topK: 1 } } };
+    expect(await convertUpload(s3, 'reviews', sentimentModel(vocab.length, new Map([[vocab.indexOf('hate'), [3, 0]]])), options, { 'tokenizer.json': bertUncasedTokenizerJson() })).toMatchObject({ status: 'succeeded' });
+    const event = httpEvent('POST', '/v2/models/reviews/infer', { body: { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: ['I hate mondays'] }] }, apiKey: 'layer-key' });
+    const result = await invokePackaged('task-text', event);
+    expect(result.statusCode).toBe(200);
+    const body = JSON.parse(result.body) as { model_name: string; outputs: unknown[] };
+    expect(body.model_name).toBe('reviews');
+    expect(body.outputs[0]).toEqual({ name: 'logits', datatype: 'BYTES', shape: [1, 1], data: [expect.stringMatching(/^0\.9\d+:0:negative$/)] });
   });
 });

@@ -5,16 +5,15 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Logger } from '@aws-lambda-powertools/logger';
 import sharp from 'sharp';
-import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { HttpResponse } from '../../lib/http/handle';
-import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent, TEST_API_KEY } from '../helpers/events';
+import { convertUpload, createTestApp, type TestApp } from '../helpers/app';
+import { httpEvent, lambdaContext, TEST_API_KEY } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { colourClassifierModel, redMaskModel } from '../helpers/models';
+import { bertUncasedTokenizerJson, bertUncasedVocab, sentimentModel } from '../helpers/text';
+
+const VOCAB = bertUncasedVocab();
 
 // `npm run model -- infer <m> --image <file> [--out mask.png]` against the service: the CLI runs
 // in its own process (as a user runs it), the API is the infer handler behind a plain HTTP server
@@ -28,23 +27,16 @@ let server: Server;
 let api: string;
 let temp: string;
 
-async function convertUpload(model: string, bytes: Uint8Array, options: unknown): Promise<void> {
-  const store = new ObjectStore(s3.client(), s3.bucket);
-  const key = `uploads/${model}/model.onnx`;
-  await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: `uploads/${model}/model.json`, Body: JSON.stringify(options) }));
-  const etag = ((await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes }))).ETag ?? '').replace(/"/g, '');
-  const convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
-  const { reports } = await convert(s3PutEvent(s3.bucket, key, etag), lambdaContext('convert'));
-  expect(reports[0]).toMatchObject({ status: 'succeeded' });
-}
-
 beforeAll(async () => {
   temp = mkdtempSync(join(tmpdir(), 'prepost-cli-'));
   s3 = await startLocalS3();
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
   const pre = { image: { type: 'image', scale: 1 / 255 } };
-  await convertUpload('colours', colourClassifierModel(), { mode: 'none', classLabels: ['red', 'green', 'blue'], preprocess: pre, postprocess: { logits: { type: 'classification', topK: 2 } } });
-  await convertUpload('redmask', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', resizeToInput: true } } });
+  expect(await convertUpload(s3, 'colours', colourClassifierModel(), { mode: 'none', classLabels: ['red', 'green', 'blue'], preprocess: pre, postprocess: { logits: { type: 'classification', topK: 2 } } })).toMatchObject({ status: 'succeeded' });
+  expect(await convertUpload(s3, 'redmask', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', resizeToInput: true } } })).toMatchObject({ status: 'succeeded' });
+  const votes = new Map<number, [number, number]>([[VOCAB.indexOf('love'), [0, 3]], [VOCAB.indexOf('awful'), [3, 0]]]);
+  const text = { mode: 'none', classLabels: ['negative', 'positive'], preprocess: { review: { type: 'text' } }, postprocess: { logits: { type: 'classification', topK: 1 } } };
+  expect(await convertUpload(s3, 'reviews', sentimentModel(VOCAB.length, votes), text, { 'tokenizer.json': bertUncasedTokenizerJson() })).toMatchObject({ status: 'succeeded' });
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -78,6 +70,18 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+test('infer --text (twice: a batch) sends the texts to the declared text input and prints a label per text', async () => {
+  const { code, stdout } = await cli('infer', 'reviews', '--text', 'I love it', '--text', 'An awful film');
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/^reviews version 1\n {2}logits:\n {4}0\.9\d{3} {2}positive\n {4}0\.9\d{3} {2}negative\n {2}tokens FP32\[2\]: \[5,5\]\n {2}type_sum FP32\[2\]: \[0,0\]\n$/);
+}, 60_000);
+
+test('infer --text to a model without a text input says so', async () => {
+  const { code, stderr } = await cli('infer', 'colours', '--text', 'hello');
+  expect(code).toBe(1);
+  expect(stderr).toMatch(/model colours declares no text input; use --input <request\.json>/);
+}, 60_000);
 
 test('infer --image prints labels and scores', async () => {
   const photo = join(temp, 'red.jpg');

@@ -1,34 +1,22 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import sharp from 'sharp';
-import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { HttpResponse } from '../../lib/http/handle';
 import { masksToPng } from '../../lib/prepost/mask';
-import { checkDeclarations, parseDeclarations } from '../../lib/prepost/declarations';
+import { checkDeclarations, imageDeclaration, parseDeclarations } from '../../lib/prepost/declarations';
 import { imagesToTensor } from '../../lib/prepost/image';
 import { toHalfBits } from '../../lib/protocol/half';
 import { keys } from '../../lib/registry/keys';
 import type { TensorSpec } from '../../lib/registry/manifest';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
+import { convertUpload, createTestApp, type TestApp } from '../helpers/app';
+import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { redMaskModel } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
 let serving: TestApp;
-
-async function convertUpload(model: string, bytes: Uint8Array, options: unknown): Promise<void> {
-  const key = `uploads/${model}/model.onnx`;
-  await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: `uploads/${model}/model.json`, Body: JSON.stringify(options) }));
-  const etag = ((await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes }))).ETag ?? '').replace(/"/g, '');
-  const convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
-  const { reports } = await convert(s3PutEvent(s3.bucket, key, etag), lambdaContext('convert'));
-  expect(reports[0]).toMatchObject({ status: 'succeeded' });
-}
 
 /** Left half red, right half blue, lossless. */
 function halves(width: number, height: number): Promise<Buffer> {
@@ -59,8 +47,8 @@ beforeAll(async () => {
   store = new ObjectStore(s3.client(), s3.bucket);
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
   const pre = { image: { type: 'image', scale: 1 / 255 } };
-  await convertUpload('hard', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', resizeToInput: true } } });
-  await convertUpload('soft', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', threshold: null } } });
+  expect(await convertUpload(s3, 'hard', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', resizeToInput: true } } })).toMatchObject({ status: 'succeeded' });
+  expect(await convertUpload(s3, 'soft', redMaskModel(), { mode: 'none', preprocess: pre, postprocess: { mask: { type: 'mask', activation: 'sigmoid', threshold: null } } })).toMatchObject({ status: 'succeeded' });
 }, 120_000);
 
 afterAll(async () => {
@@ -90,7 +78,7 @@ describe('a segmenter uploaded with a mask declaration answers PNG masks', () =>
     const manifest = (await store.getJson(keys.manifest('soft', 1))) as { inputs: TensorSpec[]; outputs: TensorSpec[]; preprocess: unknown };
     const d = checkDeclarations(parseDeclarations(manifest.preprocess, undefined), manifest);
     const session = await InferenceSession.create(await store.getBytes(keys.artifact('soft', 1)));
-    const logits = (await session.run({ image: (await imagesToTensor('image', [image], d.preprocess.image!, manifest.inputs[0]!)).tensor })).mask!.data as Float32Array;
+    const logits = (await session.run({ image: (await imagesToTensor('image', [image], imageDeclaration(d, 'image')!, manifest.inputs[0]!)).tensor })).mask!.data as Float32Array;
     await session.release();
     expect(Array.from(png.data)).toEqual(Array.from(logits, (x) => Math.round(255 / (1 + Math.exp(-x)))));
   });
@@ -115,7 +103,7 @@ describe('a segmenter uploaded with a mask declaration answers PNG masks', () =>
   });
 
   test('accept: image/png for a model whose one output is not declared a mask is a 400 that says why', async () => {
-    await convertUpload('nomask', redMaskModel(), { mode: 'none', preprocess: { image: { type: 'image', scale: 1 / 255 } } });
+    expect(await convertUpload(s3, 'nomask', redMaskModel(), { mode: 'none', preprocess: { image: { type: 'image', scale: 1 / 255 } } })).toMatchObject({ status: 'succeeded' });
     const event = imagePost('nomask', await halves(20, 20));
     const res = (await serving.handler({ ...event, headers: { ...event.headers, accept: 'image/png' } }, lambdaContext('infer'))) as HttpResponse;
     expect(res.statusCode).toBe(400);

@@ -1,18 +1,16 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
-import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { HttpResponse } from '../../lib/http/handle';
 import { activate } from '../../lib/prepost/classify';
-import { checkDeclarations, parseDeclarations } from '../../lib/prepost/declarations';
+import { checkDeclarations, imageDeclaration, parseDeclarations } from '../../lib/prepost/declarations';
 import { imagesToTensor } from '../../lib/prepost/image';
 import { keys } from '../../lib/registry/keys';
 import type { TensorSpec } from '../../lib/registry/manifest';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
+import { convertUpload, createTestApp, type TestApp } from '../helpers/app';
+import { binaryBody } from '../helpers/binary-wire';
+import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { colourClassifierModel, mlpModel } from '../helpers/models';
 
@@ -27,15 +25,6 @@ const OPTIONS = {
   preprocess: { image: { type: 'image', resize: 'cover', scale: 1 / 255 } },
   postprocess: { logits: { type: 'classification', topK: 2 } },
 };
-
-async function convertUpload(model: string, bytes: Uint8Array, options: unknown): Promise<void> {
-  const key = `uploads/${model}/model.onnx`;
-  await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: `uploads/${model}/model.json`, Body: JSON.stringify(options) }));
-  const etag = ((await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes }))).ETag ?? '').replace(/"/g, '');
-  const convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
-  const { reports } = await convert(s3PutEvent(s3.bucket, key, etag), lambdaContext('convert'));
-  expect(reports[0]).toMatchObject({ status: 'succeeded' });
-}
 
 /** A photo-like picture of mostly one colour: noise on top, so the JPEG is a real one. */
 async function photo(colour: [number, number, number], width = 120, height = 90, format: 'jpeg' | 'png' = 'jpeg'): Promise<Buffer> {
@@ -69,7 +58,7 @@ function imagePost(model: string, bytes: Buffer, type = 'image/jpeg'): APIGatewa
 async function expectedStrings(images: Buffer[], k: number): Promise<string[][]> {
   const manifest = (await store.getJson(keys.manifest('colours', 1))) as { inputs: TensorSpec[]; outputs: TensorSpec[]; preprocess: unknown; postprocess: unknown };
   const d = checkDeclarations(parseDeclarations(manifest.preprocess, manifest.postprocess), manifest);
-  const { tensor } = await imagesToTensor('image', images, d.preprocess.image!, manifest.inputs[0]!);
+  const { tensor } = await imagesToTensor('image', images, imageDeclaration(d, 'image')!, manifest.inputs[0]!);
   const session = await InferenceSession.create(await store.getBytes(keys.artifact('colours', 1)));
   try {
     const logits = (await session.run({ image: tensor })).logits!;
@@ -89,8 +78,8 @@ beforeAll(async () => {
   s3 = await startLocalS3();
   store = new ObjectStore(s3.client(), s3.bucket);
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0', MAX_BODY_BYTES: String(200 * 1024) });
-  await convertUpload('colours', colourClassifierModel(), OPTIONS);
-  await convertUpload('mlp', mlpModel({ batch: 'N' }), { mode: 'none' });
+  expect(await convertUpload(s3, 'colours', colourClassifierModel(), OPTIONS)).toMatchObject({ status: 'succeeded' });
+  expect(await convertUpload(s3, 'mlp', mlpModel({ batch: 'N' }), { mode: 'none' })).toMatchObject({ status: 'succeeded' });
 }, 120_000);
 
 afterAll(async () => {
@@ -106,6 +95,17 @@ describe('an image classifier uploaded with its declarations answers labels', ()
     const expected = await expectedStrings([red], 2);
     expect(json).toEqual({ model_name: 'colours', model_version: '1', outputs: [{ name: 'logits', datatype: 'BYTES', shape: [1, 2], data: expected[0] }] });
     expect(json.outputs[0].data[0]).toMatch(/^0\.9\d*:0:red$/);
+  });
+
+  test('binary tensor data: the images as raw BYTES elements (no base64) answer the same labels', async () => {
+    const images = [await photo(BLUE), await photo(RED, 50, 70, 'png')];
+    const frames = Buffer.concat(images.flatMap((b) => [Buffer.from(new Uint32Array([b.byteLength]).buffer), b]));
+    const { body, headerLength } = binaryBody({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: frames.byteLength } }] }, [frames]);
+    const event = httpEvent('POST', '/v2/models/colours/infer', { headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) } });
+    const { status, json } = await call({ ...event, body: body.toString('base64'), isBase64Encoded: true });
+    expect(status).toBe(200);
+    expect(json.outputs).toEqual([{ name: 'logits', datatype: 'BYTES', shape: [2, 2], data: (await expectedStrings(images, 2)).flat() }]);
+    expect(json.outputs[0].data[0]).toMatch(/:2:blue$/);
   });
 
   test('OIP JSON: a BYTES input of base64 images fills the batch, one row of labels per image', async () => {
@@ -231,7 +231,7 @@ describe('bad image requests are a 4xx that names what is wrong', () => {
     const big = await sharp({ create: { width: 12000, height: 9000, channels: 3, background: { r: 200, g: 0, b: 0 } } }).png({ compressionLevel: 9, palette: true, colours: 2 }).toBuffer();
     expect(big.length).toBeLessThan(200 * 1024);
     const bomb = { ...OPTIONS, preprocess: { image: { type: 'image', scale: 1 / 255, maxPixels: 50_000_000 } } };
-    await convertUpload('bombproof', colourClassifierModel(), bomb);
+    expect(await convertUpload(s3, 'bombproof', colourClassifierModel(), bomb)).toMatchObject({ status: 'succeeded' });
     const res = await call(imagePost('bombproof', big, 'image/png'));
     expect(res).toEqual({ status: 400, json: { error: "input \"image\": the image is 12000x9000 = 108000000 pixels, over this model's limit of 50000000" } });
   }, 60_000);

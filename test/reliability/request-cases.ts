@@ -17,6 +17,10 @@ export const MODELS = {
   dyn: 'mlp-dyn',
   /** in_<t> [-1] -> out_<t> [-1] for every datatype (Identity). */
   types: 'types',
+  /** image (declared image, 32x32 RGB) -> logits, declared classification with labels. */
+  image: 'colours',
+  /** text (declared text: bert-base-uncased tokenizer, 16 tokens) -> logits, tokens, type_sum. */
+  text: 'reviews',
 } as const;
 
 /** The configured body limit (the default MAX_BODY_BYTES, Lambda's synchronous payload limit). */
@@ -43,8 +47,14 @@ export type Answer =
   | { kind: 'echo'; protocol: Protocol; model: string; n: number; columns: EchoColumn[]; id?: string }
   | { kind: 'json'; subset: Record<string, unknown> };
 
-/** A status for damaged input whose fate cannot be told in advance: any refusal (4xx) or a well-formed 200. */
+/** A status for damaged input whose fate cannot be told in advance: any refusal (4xx) or a well-formed 200 (see {@link wellFormedAnswer}). */
 export const ANY_ANSWER = -1;
+
+/** A 200's body is an answer of one of the protocols: OIP `outputs` array, TF Serving `predictions` or `outputs`. */
+export function wellFormedAnswer(json: unknown): boolean {
+  const body = json as { outputs?: unknown; predictions?: unknown } | null;
+  return body !== null && typeof body === 'object' && (Array.isArray(body.outputs) || Array.isArray(body.predictions) || (typeof body.outputs === 'object' && body.outputs !== null));
+}
 
 export interface Expectation {
   /** The status that must come back; a 200 comes with an answer to check ({@link ANY_ANSWER}: see there). */
@@ -1184,6 +1194,10 @@ function contentTypes(r: Rand): CaseBody {
   if (!tf && type === 'application/octet-stream') {
     return { what, method: 'POST', path, body, contentType: type, expect: { status: 400, message: /^a binary body \(content-type application\/octet-stream\) needs an Inference-Header-Content-Length header/ } };
   }
+  // The OIP route takes one text as text/plain, for a model that declared a text input; mlp declares none.
+  if (!tf && type === 'text/plain') {
+    return { what, method: 'POST', path, body, contentType: type, expect: { status: 400, message: /^(this model declares no text input; send application\/json with its inputs \(x\)|request body is empty; send the text)$/ } };
+  }
   const offer = tf ? '' : ', or application/octet-stream with Inference-Header-Content-Length \\(binary tensors\\)';
   return { what, method: 'POST', path, body, contentType: type, expect: { status: 415, message: new RegExp(`^content-type ".*" is not supported; send application/json${offer}$`, 's') } };
 }
@@ -1438,6 +1452,100 @@ function compressed(r: Rand): CaseBody {
   }
 }
 
+// Declared inputs: texts through a tokenizer, encoded images
+
+/** Strings a text input must survive: control characters, NUL, lone surrogates, huge, many scripts. */
+function hostileText(r: Rand): string {
+  switch (r.int(0, 7)) {
+    case 0:
+      return '';
+    case 1:
+      return 'a\u0000b';
+    case 2:
+      return r.pick(['\ud800', '\udfff x', 'x \ud83d']);
+    case 3:
+      return 'good '.repeat(r.int(100, 20_000));
+    case 4:
+      return Array.from({ length: r.int(1, 400) }, () => String.fromCodePoint(r.pick([r.int(0x20, 0x7e), r.int(0x4e00, 0x9fff), r.int(0x1f300, 0x1f6ff), r.int(0x590, 0x5ff), r.int(0x300, 0x36f)]))).join('');
+    case 5:
+      return 'x'.repeat(r.int(90, 5000));
+    case 6:
+      return '[CLS] [SEP] [PAD] [MASK] [UNK] ##ing';
+    default:
+      return Array.from({ length: r.int(1, 64) }, () => String.fromCharCode(r.int(0, 0xffff))).join('');
+  }
+}
+
+/** Elements of a binary BYTES tensor: a 4-byte length, then the bytes. */
+function bytesElements(items: readonly Buffer[]): Buffer {
+  return Buffer.concat(items.flatMap((b) => [Buffer.from(new Uint32Array([b.byteLength]).buffer), b]));
+}
+
+function declared(r: Rand): CaseBody {
+  const textPath = oipPath(r, MODELS.text);
+  const imagePath = oipPath(r, MODELS.image);
+  const post = (path: string, body: unknown, what: string, expect: Expectation): CaseBody => ({ what, method: 'POST', path, body: JSON.stringify(body), expect });
+  const texts = (data: unknown, shape: unknown = [Array.isArray(data) ? data.length : 1]) => ({ inputs: [{ name: 'text', datatype: 'BYTES', shape, data }] });
+  switch (r.int(0, 9)) {
+    case 0: {
+      const n = r.int(1, 4);
+      const data = Array.from({ length: n }, () => r.pick(['a good film', 'bad', 'good good', 'nothing at all']));
+      return post(textPath, texts(data), `text: ${n} plain texts`, { status: 200, answer: { kind: 'json', subset: { model_name: MODELS.text, model_version: '1' } } });
+    }
+    case 1: {
+      const data = Array.from({ length: r.int(1, 3) }, () => hostileText(r));
+      return post(textPath, texts(data), 'text: hostile strings', { status: ANY_ANSWER });
+    }
+    case 2: {
+      const bad = r.pick<unknown>([[1], [null], [{}], [true], [['a', 2]], {}, null, [[]]]);
+      return post(textPath, texts(bad, [1]), `text: data ${JSON.stringify(bad)}`, { status: 400 });
+    }
+    case 3: {
+      const shape = r.pick<unknown>([[], [0], [5], [1, 1], [-1], ['1'], null, [2 ** 40]]);
+      return post(textPath, texts(['good'], shape), `text: shape ${JSON.stringify(shape)}`, { status: 400 });
+    }
+    case 4: {
+      const items = Array.from({ length: r.int(1, 3) }, () => Buffer.from(hostileText(r), 'utf8'));
+      const frames = bytesElements(items);
+      for (let i = r.chance(0.5) ? r.int(1, 4) : 0; i > 0; i--) frames[r.int(0, frames.byteLength - 1)] = r.int(0, 255);
+      const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [items.length], parameters: { binary_data_size: frames.byteLength } }] }));
+      return {
+        what: 'text: binary BYTES elements, some damaged', method: 'POST', path: textPath, rawBase64: Buffer.concat([header, frames]).toString('base64'),
+        contentType: 'application/octet-stream', headers: { 'inference-header-content-length': String(header.byteLength) }, expect: { status: ANY_ANSWER },
+      };
+    }
+    case 5: {
+      const raw = r.pick([[1, 2], ['good', 3], [{ text: 5 }], [{ other: 'x' }], { text: ['a'] }, ['good']]);
+      return { what: `text TF Serving instances ${JSON.stringify(raw)}`, method: 'POST', path: tfPath(r, MODELS.text), body: JSON.stringify({ instances: raw }), expect: { status: ANY_ANSWER } };
+    }
+    case 6: {
+      // Sending the token inputs beside the text, or instead of it with the wrong type.
+      const extra = { name: r.pick(['input_ids', 'attention_mask', 'token_type_ids']), datatype: 'INT64', shape: [1, 16], data: new Array(16).fill(1) };
+      return post(textPath, { inputs: [...texts(['good']).inputs, extra] }, `text with ${extra.name} as well`, { status: 400, message: /is filled by a declared text input; do not send it as well$/ });
+    }
+    case 7: {
+      const garbage = r.pick(['', 'AAAA', Buffer.from('GIF89a not really').toString('base64'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]).toString('base64'), 'not base64!', '====']);
+      return post(imagePath, { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [garbage] }] }, `image: ${JSON.stringify(garbage.slice(0, 20))}`, { status: 400 });
+    }
+    case 8: {
+      const bytes = Buffer.alloc(r.int(0, 2048));
+      for (let i = 0; i < bytes.byteLength; i++) bytes[i] = r.int(0, 255);
+      if (r.chance(0.5) && bytes.byteLength > 8) Buffer.from([0xff, 0xd8, 0xff, 0xe0]).copy(bytes);
+      return { what: `image/jpeg POST of ${bytes.byteLength} random bytes`, method: 'POST', path: imagePath, rawBase64: bytes.toString('base64'), contentType: 'image/jpeg', expect: { status: 400 } };
+    }
+    default: {
+      const frames = bytesElements([Buffer.from(hostileText(r))]);
+      const lie = r.int(0, 3);
+      frames.writeUInt32LE(lie === 0 ? 0xffffffff : lie === 1 ? frames.byteLength : 0, 0);
+      const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: frames.byteLength } }] }));
+      return {
+        what: `image: binary BYTES element with a lying length (${lie})`, method: 'POST', path: imagePath, rawBase64: Buffer.concat([header, frames]).toString('base64'),
+        contentType: 'application/octet-stream', headers: { 'inference-header-content-length': String(header.byteLength) }, expect: { status: 400 },
+      };
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 const CATEGORIES = {
@@ -1465,6 +1573,7 @@ const CATEGORIES = {
   auth: { weight: 1, make: auth },
   'binary-frames': { weight: 5, make: binaryFrames },
   compressed: { weight: 4, make: compressed },
+  declared: { weight: 5, make: declared },
 } satisfies Record<string, { weight: number; make: (r: Rand) => CaseBody }>;
 
 export type Category = keyof typeof CATEGORIES;

@@ -17,14 +17,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { LOCAL_BUCKET, type StackState } from '../../tools/stack/local';
-import { publishModel } from '../helpers/app';
 import { TEST_API_KEY } from '../helpers/events';
 import { localS3At, type LocalS3 } from '../helpers/local-s3';
 import { freeStackPorts, groupAlive, portIsFree, ROOT, stackEnv, stackRunning, startStack, stopStack, withLogTail, type StackPorts, type StartedStack } from '../helpers/local-stack';
-import { allTypesModel, mlpModel } from '../helpers/models';
+import { mlpModel } from '../helpers/models';
 import { checkAnswer } from './answer-checks';
 import { FULL_RUN, recordReliability } from './record';
-import { ANY_ANSWER, MODELS, requestCase, type RequestCase } from './request-cases';
+import { publishFuzzModels } from './fuzz-models';
+import { ANY_ANSWER, MODELS, requestCase, type RequestCase, wellFormedAnswer } from './request-cases';
 
 /** requests.test.ts's seed: case `i` here is case `i` there. To replay one: `requestCase(SEED, i)`. */
 const SEED = 0x5eed_2024;
@@ -85,9 +85,7 @@ const stackBucket = (): LocalS3 => localS3At(`http://127.0.0.1:${ports.s3}`, LOC
 async function publishModels(): Promise<void> {
   const s3 = stackBucket();
   try {
-    await publishModel(s3, MODELS.mlp, 1, mlpModel(), { label: 'stable' });
-    await publishModel(s3, MODELS.dyn, 1, mlpModel({ batch: 'N' }));
-    await publishModel(s3, MODELS.types, 1, allTypesModel());
+    await publishFuzzModels(s3);
   } finally {
     await s3.stop();
   }
@@ -478,7 +476,7 @@ async function judge(c: RequestCase, plan: Plan, sent: Sent): Promise<Outcome> {
   if (!byFunction) return outcome(`a forwarded request answered by the HTTP layer: ${status} ${excerpt}`);
   if (!/^application\/json\b/.test(reply.headers['content-type'] ?? '')) return outcome(`content-type ${reply.headers['content-type']}`);
   if (c.expect.status === ANY_ANSWER) {
-    if (reply.status === 200) return outcome(Array.isArray((parseJson(reply.body) as { outputs?: unknown } | undefined)?.outputs) ? undefined : `a 200 without outputs: ${excerpt}`);
+    if (reply.status === 200) return outcome(wellFormedAnswer(parseJson(reply.body)) ? undefined : `a 200 that is no answer: ${excerpt}`);
   } else if (reply.status !== c.expect.status) return outcome(`status ${status}, expected ${c.expect.status}: ${excerpt}`);
   if (reply.status !== 200) return outcome(checkRefusal(c, reply, true));
   if (!c.expect.answer) return outcome('a 200 with no answer to check');

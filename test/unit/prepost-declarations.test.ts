@@ -40,7 +40,10 @@ describe('declared pre- and post-processing: parsed', () => {
   test.each([
     [{ pixels: { type: 'image', mena: [0.5] } }, undefined, 'preprocess.pixels: unknown key "mena"; known keys: type, width, height, resize, background, channels, layout, dtype, scale, mean, std, maxPixels'],
     [{ pixels: { type: 'video' } }, undefined, 'preprocess.pixels.type must be one of image'],
-    [{ pixels: { type: 'text' } }, undefined, 'preprocess.pixels: text pre-processing (tokenizer.json) is not supported yet; declare an image input or send token ids as tensors'],
+    [{ text: { type: 'text', tokenizer: 'a/tokenizer.json' } }, undefined, 'preprocess.text.tokenizer must be the file name of a tokenizer.json uploaded beside the model'],
+    [{ text: { type: 'text', tokenizer: 'manifest.json' } }, undefined, 'preprocess.text.tokenizer must be the file name of a tokenizer.json uploaded beside the model'],
+    [{ text: { type: 'text', padding: 'right' } }, undefined, 'preprocess.text.padding must be one of max_length, longest'],
+    [{ text: { type: 'text', truncation: 'yes' } }, undefined, 'preprocess.text.truncation must be true or false'],
     [{ pixels: 'image' }, undefined, 'preprocess.pixels must be an object with a "type"'],
     [['pixels'], undefined, '"preprocess" must be an object keyed by input name'],
     [{ pixels: { type: 'image', resize: 'crop' } }, undefined, 'preprocess.pixels.resize must be one of stretch, cover, contain'],

@@ -1,7 +1,7 @@
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { InvalidRequestError } from '../../lib/errors';
-import { parseDeclarations, checkDeclarations, type ImageLayout, type ImagePreprocess } from '../../lib/prepost/declarations';
+import { parseDeclarations, checkDeclarations, imageDeclaration, type ImageLayout, type ImagePreprocess } from '../../lib/prepost/declarations';
 import { imagesToTensor } from '../../lib/prepost/image';
 import { toHalfBits } from '../../lib/protocol/half';
 import type { TensorDatatype, TensorSpec } from '../../lib/registry/manifest';
@@ -41,7 +41,7 @@ const DTYPE: Record<string, TensorDatatype> = { float32: 'FP32', float16: 'FP16'
 function declare(raw: Record<string, unknown>, shape: number[], dtype: 'float32' | 'float16' | 'uint8' = 'float32'): { decl: ImagePreprocess; spec: TensorSpec } {
   const spec: TensorSpec = { name: 'image', datatype: DTYPE[dtype]!, shape };
   const d = checkDeclarations(parseDeclarations({ image: { type: 'image', ...raw } }, undefined), { inputs: [spec], outputs: [] });
-  return { decl: d.preprocess.image!, spec };
+  return { decl: imageDeclaration(d, 'image')!, spec };
 }
 
 /**

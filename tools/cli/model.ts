@@ -4,7 +4,7 @@
  * or to a deployed stage with --api and --bucket (AWS credentials from the usual chain).
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, extname } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseUploadOptions } from '../../lib/convert/options';
 import { outlineModel } from '../../lib/onnx/inspect';
@@ -20,10 +20,12 @@ const USAGE = `usage: npm run model -- <command> [options]
 
 commands
   upload <file.onnx> --name <model> [--options <file.json>]   upload, follow the conversion, print its report
+                     (a tokenizer.json the options declare is uploaded first, from beside the options file)
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
   infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)
   infer <model> --image <photo.jpg|png|webp> [--out <mask.png>]  an image to a model that declared one; labels, or the mask written
+  infer <model> --text "..." [--text "..."]                   texts to a model that declared a text input (its tokenizer.json)
   promote <model> <version> [--label stable]                  point a label at a version
   rollback <model> [--label stable]                           move a label back to the previous passing version
 
@@ -187,6 +189,7 @@ async function upload(t: Target, file: string, name: string | undefined, options
     const done = Math.round((sent / total) * width);
     process.stderr.write(`\ruploading ${basename(file)} [${'#'.repeat(done)}${'-'.repeat(width - done)}] ${((sent / total) * 100).toFixed(0).padStart(3)}% ${(sent / 1e6).toFixed(1)}/${(total / 1e6).toFixed(1)} MB`);
   };
+  await uploadDeclaredFiles(t, model, options, optionsFile);
   const uploadedAt = new Date().toISOString();
   const uploaded = await uploadModel(t.client, t.store, { model, name: fileName, bytes, options, onProgress: bar });
   if (tty) process.stderr.write('\n');
@@ -252,6 +255,32 @@ async function show(t: Target, model: string): Promise<number> {
   return 0;
 }
 
+/**
+ * The files the options' declarations name (a text input's tokenizer.json), read from beside
+ * the options file and uploaded before the model, whose upload starts the conversion.
+ */
+async function uploadDeclaredFiles(t: Target, model: string, options: unknown, optionsFile: string | undefined): Promise<void> {
+  if (optionsFile === undefined) return;
+  const declarations = parseUploadOptions(options).declarations;
+  const files = new Set(Object.values(declarations?.preprocess ?? {}).flatMap((d) => (d.type === 'text' ? [d.tokenizer] : [])));
+  for (const file of files) {
+    const path = join(dirname(optionsFile), file);
+    const bytes = readFileOrExplain(path, 'tokenizer file (declared in the options; it must sit beside the options file)');
+    await t.store.put(`uploads/${model}/${file}`, bytes, 'application/json');
+    console.log(`uploaded ${path} as s3://${t.bucket}/uploads/${model}/${file}`);
+  }
+}
+
+/** The one text input a model declares (read from its metadata), for `--text`. */
+async function textInputOf(t: Target, modelPath: string): Promise<string> {
+  const res = await fetch(`${t.apiUrl}/v2/models/${modelPath}`, { headers: t.apiKey ? { 'x-api-key': t.apiKey } : {} });
+  const meta = (await res.json().catch(() => ({}))) as { preprocess?: Record<string, { type?: string }>; error?: string };
+  if (!res.ok) throw new UserError(`${res.status}: ${meta.error ?? 'model metadata unavailable'}`);
+  const texts = Object.entries(meta.preprocess ?? {}).filter(([, d]) => d.type === 'text').map(([name]) => name);
+  if (texts.length !== 1) throw new UserError(texts.length === 0 ? `model ${modelPath} declares no text input; use --input <request.json>` : `model ${modelPath} declares several text inputs (${texts.join(', ')}); use --input <request.json>`);
+  return texts[0] as string;
+}
+
 const IMAGE_TYPES: Readonly<Record<string, string>> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp' };
 
 /** The request body: an OIP JSON file, or an image file POSTed as it is (`content-type: image/*`). */
@@ -272,11 +301,17 @@ function inferBody(inputFile: string | undefined, imageFile: string | undefined)
 
 const PNG_SIGNATURE = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
 
-async function infer(t: Target, model: string, inputFile: string | undefined, raw: boolean, version?: string, label?: string, imageFile?: string, outFile?: string): Promise<number> {
+async function infer(t: Target, model: string, inputFile: string | undefined, raw: boolean, version?: string, label?: string, imageFile?: string, outFile?: string, texts?: string[]): Promise<number> {
   userCheck(() => checkModelName(model));
-  const { type, body } = inferBody(inputFile, imageFile);
   if (version !== undefined && label !== undefined) throw new UserError('give --version or --label, not both');
   const path = version !== undefined ? `/versions/${userCheck(() => parseVersion(version))}` : label !== undefined ? `/labels/${userCheck(() => checkLabel(label))}` : '';
+  let request: { type: string; body: string | Buffer };
+  if (texts && texts.length > 0) {
+    if (inputFile !== undefined || imageFile !== undefined) throw new UserError('give --text, --input or --image, not several');
+    const name = await textInputOf(t, `${model}${path}`);
+    request = { type: 'application/json', body: JSON.stringify({ inputs: [{ name, datatype: 'BYTES', shape: [texts.length], data: texts }] }) };
+  } else request = inferBody(inputFile, imageFile);
+  const { type, body } = request;
   const url = `${t.apiUrl}/v2/models/${model}${path}/infer`;
   // An image goes as it is; a JSON request with large inputs goes as binary tensors.
   const wire = typeof body === 'string' ? userCheck(() => toWire(JSON.parse(body) as unknown)) : { body, headers: { 'content-type': type }, binaryInputs: 0 };
@@ -378,6 +413,7 @@ async function main(argv: string[]): Promise<number> {
       'api-key': { type: 'string' },
       json: { type: 'boolean' },
       image: { type: 'string' },
+      text: { type: 'string', multiple: true },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -402,7 +438,7 @@ async function main(argv: string[]): Promise<number> {
         return await show(target, args[0]);
       case 'infer':
         if (!args[0]) throw new UserError('infer needs a model name');
-        return await infer(target, args[0], values.input, values.json === true, values.version, values.label, values.image, values.out);
+        return await infer(target, args[0], values.input, values.json === true, values.version, values.label, values.image, values.out, values.text);
       case 'promote':
         if (!args[0]) throw new UserError('promote needs a model name and a version');
         return await promote(target, args[0], args[1] ?? values.version, label);
