@@ -148,7 +148,8 @@ export function upgradeOpset(model: OnnxModel, target: number): OpsetUpgrade {
         if (mode !== 'nearest' && mode !== 'linear' && mode !== 'bilinear') throw new OpsetUpgradeError(`node "${name}" (${op}) uses mode "${mode}", which has no Resize equivalent here`);
         const scales = rest[0] ?? floats(name, floatsAttribute(node, 'scales') ?? []);
         out.push(
-          makeNode('Resize', [x, '', scales], [y], name, {
+          // Resize-11 requires its roi input (unused in these modes); from 13 it may be left out.
+          makeNode('Resize', [x, target >= 13 ? '' : floats(name, []), scales], [y], name, {
             mode: { s: mode === 'nearest' ? 'nearest' : 'linear' },
             coordinate_transformation_mode: { s: 'asymmetric' },
             nearest_mode: { s: 'floor' },
@@ -160,7 +161,8 @@ export function upgradeOpset(model: OnnxModel, target: number): OpsetUpgrade {
       case 'Squeeze':
       case 'Unsqueeze':
       case 'ReduceSum': {
-        if (from >= 13) {
+        // The attribute became an input at opset 13.
+        if (from >= 13 || target < 13) {
           out.push(node.proto);
           break;
         }
@@ -171,7 +173,8 @@ export function upgradeOpset(model: OnnxModel, target: number): OpsetUpgrade {
         break;
       }
       case 'Split': {
-        if (from >= 13) {
+        // The attribute became an input at opset 13.
+        if (from >= 13 || target < 13) {
           out.push(node.proto);
           break;
         }
@@ -193,7 +196,8 @@ export function upgradeOpset(model: OnnxModel, target: number): OpsetUpgrade {
       case 'LogSoftmax':
       case 'Hardmax': {
         const axis = node.intAttribute('axis', 1);
-        if (from >= 13 || axis === -1) {
+        // The meaning changed at opset 13.
+        if (from >= 13 || target < 13 || axis === -1) {
           out.push(node.proto);
           break;
         }

@@ -58,3 +58,17 @@ describe('BatchNormalization folded into the Conv before it (int8-static)', () =
     for (let i = 0; i < before.length; i++) expect(Math.abs(after[i]! - before[i]!)).toBeLessThan(1e-6);
   });
 });
+
+describe('upgrading to opset 11 (int8-dynamic)', () => {
+  test('only the changes up to 11 are made: Squeeze keeps its axes attribute, Softmax its old form', async () => {
+    const source = opset9ConvModel([{ opType: 'Unsqueeze', inputs: ['p'], outputs: ['u1'], attributes: [{ name: 'axes', ints: [0] }] }, { opType: 'Squeeze', inputs: ['u1'], outputs: ['q'], attributes: [{ name: 'axes', ints: [0] }] }], 'q');
+    const model = OnnxModel.decode(source);
+    expect(upgradeOpset(model, 11)).toEqual({ from: 9, to: 11, rewritten: { BatchNormalization: 1, Clip: 1, Upsample: 1, Slice: 1, Pad: 1 } });
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'BatchNormalization', 'Clip', 'Resize', 'Slice', 'Pad', 'Unsqueeze', 'Squeeze', 'Softmax']);
+    const rand = prng(7);
+    const x = new Tensor('float32', Float32Array.from({ length: 192 }, () => rand() * 4 - 2), [1, 3, 8, 8]);
+    const before = await run(source, x);
+    const after = await run(model.encode(), x);
+    for (let i = 0; i < before.length; i++) expect(Math.abs(after[i]! - before[i]!)).toBeLessThan(1e-7);
+  });
+});
