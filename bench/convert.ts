@@ -447,7 +447,7 @@ async function main(): Promise<void> {
   // --- BERT diagnostics ---------------------------------------------------------------------
   progress('bert: diagnostics');
   const quantizedModel = OnnxModel.decode(bert);
-  quantizeModel(quantizedModel, DEFAULT_PIPELINE_OPTIONS);
+  quantizeModel(quantizedModel, { ...DEFAULT_PIPELINE_OPTIONS, mode: 'int8-dynamic' });
   const quantized = quantizedModel.encode();
   const offline = async (level: 'extended' | 'all') => runtimeGraph(quantized, { graphOptimizationLevel: level, intraOpNumThreads: 1, logSeverityLevel: 3 });
   const extended = await offline('extended');

@@ -3,6 +3,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { OnnxModel } from '../onnx/model';
 import { collectGarbage } from '../runtime/gc';
 import { prng } from './random';
+import { iou, maskBits, type AccuracyReport, type MaskRule } from './accuracy';
 
 /** Per-output agreement between the original and the converted model. */
 export interface OutputAgreement {
@@ -19,6 +20,8 @@ export interface OutputAgreement {
    */
   top1DecisiveAgreement?: number;
   decisiveRows?: number;
+  /** For an output declared as a mask: IoU of the converted model's thresholded masks with the original's. */
+  maskIoU?: number;
 }
 
 export interface Evaluation {
@@ -27,6 +30,8 @@ export interface Evaluation {
   bytes: { original: number; converted: number; compressionPercent: number };
   latencyMs: { original: number; converted: number; speedup: number };
   sessionCreateMs: { original: number; converted: number };
+  /** Accuracy on the upload's labelled `evaluationSet`, when it gives one. */
+  accuracy?: AccuracyReport;
 }
 
 export interface EvaluateOptions {
@@ -40,6 +45,8 @@ export interface EvaluateOptions {
   latencyRuns: number;
   intraOpNumThreads: number;
   seed: number;
+  /** Outputs declared as masks, by name: their agreement is also judged as IoU of thresholded masks. */
+  masks?: Record<string, MaskRule>;
 }
 
 export const DEFAULT_EVALUATE_OPTIONS: EvaluateOptions = {
@@ -209,6 +216,18 @@ export function agreement(a: Float32Array[], b: Float32Array[], dims: readonly n
   return out;
 }
 
+/** IoU of the thresholded masks of two models over all samples; two empty masks agree fully. */
+export function maskAgreement(a: Float32Array[], b: Float32Array[], rule: MaskRule): number {
+  let intersection = 0;
+  let union = 0;
+  a.forEach((x, s) => {
+    const u = iou(maskBits(x, rule), maskBits(b[s] as Float32Array, rule));
+    intersection += u.intersection;
+    union += u.union;
+  });
+  return union ? intersection / union : 1;
+}
+
 function asFloats(t: Tensor): Float32Array {
   if (t.type === 'float32') return t.data as Float32Array;
   if (t.type === 'string') return new Float32Array(0);
@@ -289,6 +308,8 @@ export async function compareWith(reference: Reference, converted: Uint8Array, o
         throw new Error(`output "${n}" changed: ${a.type}[${a.dims.join(',')}] became ${b.type}[${b.dims.join(',')}]`);
       }
       outputs[n] = agreement(a.values, b.values, a.dims);
+      const rule = options.masks?.[n];
+      if (rule) outputs[n].maskIoU = maskAgreement(a.values, b.values, rule);
     }
     const latB = await latency(session, reference.samples[0] ?? {}, options.latencyRuns);
     const latA = reference.latencyMs;

@@ -11,7 +11,10 @@ import { checkDeclarations, DeclarationError, type Declarations } from '../prepo
 import { TextTokenizer } from '../prepost/text';
 import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions, type TextSample } from './options';
-import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
+import { readSampleFiles, sampleLocation } from './sample-files';
+import { resolveEvaluationSet } from './evaluation-set';
+import { ConversionError } from './errors';
+import { convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
 
 export { jobIdFor, type JobReport, type UploadRef } from './upload-job';
@@ -59,7 +62,7 @@ async function publishNextVersion(
 /** What a conversion writes into its manifest, besides the registry's own fields. */
 interface ConversionRecord {
   version: number;
-  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string };
+  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string; modeChoice?: PipelineResult['modeChoice']; opsetUpgrade?: PipelineResult['opsetUpgrade'] };
   evaluation: PipelineResult['evaluation'] & { passed: boolean; gates: PipelineResult['gates'] };
 }
 
@@ -92,6 +95,8 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
     label,
     labelMoved,
     outcome: conversion.outcome,
+    ...(conversion.modeChoice ? { modeChoice: conversion.modeChoice } : {}),
+    ...(conversion.opsetUpgrade ? { opsetUpgrade: conversion.opsetUpgrade } : {}),
     reason: conversion.reason ?? (passed ? undefined : `gates failed: ${evaluation.gates.failures.join('; ')}; published as a candidate, no label moved`),
     figures: {
       compressionPercent: evaluation.bytes.compressionPercent,
@@ -100,6 +105,7 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
       bytes: evaluation.bytes,
       latencyMs: evaluation.latencyMs,
       sessionCreateMs: evaluation.sessionCreateMs,
+      ...(evaluation.accuracy ? { accuracy: evaluation.accuracy } : {}),
     },
     gates: evaluation.gates,
   });
@@ -248,17 +254,34 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     timingsMs.validate = performance.now() - started;
 
     const tokenizers = await readTokenizers(deps.store, model, options.declarations);
+    // The upload's inputs and outputs, read once for everything checked against them.
+    let sourceSpecs: ReturnType<typeof specsOf> | undefined;
+    const specsOfSource = () => (sourceSpecs ??= specsOf(source));
     if (options.imageSamples && options.declarations) {
       // Images among the sample inputs become tensors through the declared pre-processing.
-      const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOf(source));
+      const fed = await fitImageSamples(options.imageSamples, options.declarations, await specsOfSource());
       for (const { sample, input, tensor } of fed) (options.pipeline.evaluate.samples?.[sample] ?? {})[input] = tensor;
     }
     if (options.textSamples && options.declarations) {
       // Texts likewise, through the uploaded tokenizer.
-      const specs = await specsOf(source);
+      const specs = await specsOfSource();
       const fitted = fitDeclarations(options.declarations, specs, options.classLabels);
       for (const { sample, feeds } of textSampleFeeds(options.textSamples, fitted, tokenizers, specs.inputs)) Object.assign(options.pipeline.evaluate.samples?.[sample] ?? {}, feeds);
     }
+    if (options.calibration !== undefined) {
+      // Calibration files, checked against the model as requests would be; they are also the
+      // evaluation's samples when the options give none.
+      const location = sampleLocation('calibration', model, options.calibration);
+      const files = await readSampleFiles(deps.store, 'calibration', location, await specsOfSource(), options.declarations);
+      const samples = files.map((f) => f.feeds);
+      options.pipeline.calibration = { ...options.pipeline.calibration, samples };
+      options.pipeline.evaluate.samples ??= samples;
+    }
+    if (options.evaluationSet) {
+      options.pipeline.evaluationSet = await resolveEvaluationSet(options.evaluationSet, deps.store, model, await specsOfSource(), options.declarations, options.classLabels);
+    }
+    const masks = Object.entries(options.declarations?.postprocess ?? {}).flatMap(([name, d]) => (d.type === 'mask' ? [[name, { activation: d.activation, threshold: d.threshold ?? 0.5 }] as const] : []));
+    if (masks.length > 0) options.pipeline.evaluate.masks = Object.fromEntries(masks);
     options.pipeline.evaluate.intraOpNumThreads = deps.intraOpNumThreads;
     const result = await convertModel(source, options.pipeline);
     Object.assign(timingsMs, result.timingsMs);
@@ -283,6 +306,8 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       conversion: {
         jobId,
         mode: options.pipeline.mode,
+        ...(result.modeChoice ? { modeChoice: result.modeChoice } : {}),
+        ...(result.opsetUpgrade ? { opsetUpgrade: result.opsetUpgrade } : {}),
         outcome: result.outcome,
         reason: result.reason,
         quantization: result.quantization,

@@ -4,8 +4,10 @@ import { checkShapeValues, flattenToShape, toOrtTensor } from '../protocol/tenso
 import { DeclarationError, isEmpty, parseDeclarations, type Declarations } from '../prepost/declarations';
 import { readImageSample, type ImageSample } from '../prepost/samples';
 import { checkLabel } from '../registry/manifest';
-import { DEFAULT_PIPELINE_OPTIONS, ConversionError, type PipelineOptions } from './pipeline';
-import type { QuantizationMode } from './quantize';
+import { CALIBRATION_METHODS, type CalibrationMethod } from './calibrate';
+import { ConversionError } from './errors';
+import { parseEvaluationSet, type EvaluationSetOption } from './evaluation-set';
+import { DEFAULT_PIPELINE_OPTIONS, type ConversionMode, type PipelineOptions } from './pipeline';
 import { calibrationSamplesProblem } from './static-int8-mode';
 
 /** What an upload's sidecar (`uploads/<model>/<file>.json`) may say. */
@@ -19,6 +21,10 @@ export interface UploadOptions {
   declarations?: Declarations;
   /** Sample inputs given as images: the job decodes them into `pipeline.evaluate.samples`. */
   imageSamples?: ImageSample[];
+  /** `calibration`: a key or prefix under `uploads/<model>/` the job reads calibration samples from. */
+  calibration?: string;
+  /** `evaluationSet`, parsed; the job completes it (files, output) once it knows the model. */
+  evaluationSet?: EvaluationSetOption;
   /** Sample inputs given as texts: the job tokenizes them into `pipeline.evaluate.samples`. */
   textSamples?: TextSample[];
 }
@@ -30,8 +36,8 @@ export interface TextSample {
   texts: string[];
 }
 
-const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess'];
+const MODES: readonly ConversionMode[] = ['int8-dynamic', 'int8-static', 'int8', 'fp16', 'none'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet', 'sensitivityThreshold'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -95,15 +101,16 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
   if (unknown.length > 0) fail(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}; known keys: ${KNOWN_KEYS.join(', ')}`);
 
   if (raw.mode !== undefined) {
-    if (!MODES.includes(raw.mode as QuantizationMode)) fail(`"mode" must be one of ${MODES.join(', ')}`);
-    pipeline.mode = raw.mode as QuantizationMode;
+    if (!MODES.includes(raw.mode as ConversionMode)) fail(`"mode" must be one of ${MODES.join(', ')}`);
+    pipeline.mode = raw.mode as ConversionMode;
   }
   if (raw.gates !== undefined) {
-    if (!isObject(raw.gates)) fail('"gates" must be an object {minCosine?, minTop1?}');
-    const extra = Object.keys(raw.gates).filter((k) => k !== 'minCosine' && k !== 'minTop1');
-    if (extra.length) fail(`unknown gate ${extra.map((k) => `"${k}"`).join(', ')}; gates are minCosine, minTop1`);
+    if (!isObject(raw.gates)) fail('"gates" must be an object {minCosine?, minTop1?, maxAccuracyDrop?}');
+    const extra = Object.keys(raw.gates).filter((k) => k !== 'minCosine' && k !== 'minTop1' && k !== 'maxAccuracyDrop');
+    if (extra.length) fail(`unknown gate ${extra.map((k) => `"${k}"`).join(', ')}; gates are minCosine, minTop1, maxAccuracyDrop`);
     if (raw.gates.minCosine !== undefined) pipeline.gates.minCosine = number(raw.gates.minCosine, 'gates.minCosine', -1, 1);
     if (raw.gates.minTop1 !== undefined) pipeline.gates.minTop1 = number(raw.gates.minTop1, 'gates.minTop1', 0, 1);
+    if (raw.gates.maxAccuracyDrop !== undefined) pipeline.gates.maxAccuracyDrop = number(raw.gates.maxAccuracyDrop, 'gates.maxAccuracyDrop', 0, 100);
   }
   if (raw.label !== undefined) {
     if (raw.label === null) out.label = null;
@@ -140,7 +147,25 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     if (images.length > 0) out.imageSamples = images;
     if (texts.length > 0) out.textSamples = texts;
   }
-  if (pipeline.mode === 'int8-static') {
+  if (raw.calibrationMethod !== undefined) {
+    if (!CALIBRATION_METHODS.includes(raw.calibrationMethod as CalibrationMethod)) fail(`"calibrationMethod" must be one of ${CALIBRATION_METHODS.join(', ')}`);
+    pipeline.calibration = { ...pipeline.calibration, method: raw.calibrationMethod as CalibrationMethod };
+  }
+  if (raw.calibrationPercentile !== undefined) {
+    if (pipeline.calibration.method !== 'percentile') fail('"calibrationPercentile" applies only with "calibrationMethod": "percentile"');
+    pipeline.calibration = { ...pipeline.calibration, percentile: number(raw.calibrationPercentile, 'calibrationPercentile', 50, 100) };
+  }
+  if (raw.calibration !== undefined) {
+    if (typeof raw.calibration !== 'string' || raw.calibration.length === 0) fail('"calibration" must be a key or prefix under uploads/<model>/');
+    out.calibration = raw.calibration;
+  }
+  if (raw.sensitivityThreshold !== undefined) {
+    if (pipeline.mode !== 'int8-static' && pipeline.mode !== 'int8') fail('"sensitivityThreshold" applies to mode int8-static or int8');
+    pipeline.sensitivityThreshold = number(raw.sensitivityThreshold, 'sensitivityThreshold', 0, 2);
+  }
+  if (raw.evaluationSet !== undefined) out.evaluationSet = parseEvaluationSet(raw.evaluationSet);
+  // Calibration files are counted once the job has read them.
+  if (pipeline.mode === 'int8-static' && out.calibration === undefined) {
     const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);
     if (problem) fail(problem);
   }

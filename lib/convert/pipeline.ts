@@ -9,9 +9,15 @@ import { checkServable } from '../runtime/model-session';
 import { compareWith, DEFAULT_EVALUATE_OPTIONS, evaluate, measureReference, ModelLoadError, type EvaluateOptions, type Evaluation } from './evaluate';
 import { fuseAttention } from './attention';
 import { canonicalizeGelu } from './gelu';
+import { fuseHardSwish } from './hard-swish';
+import { measureSensitivity } from './sensitivity';
+import { OpsetUpgradeError, upgradeOpset, type OpsetUpgrade } from './opset-upgrade';
 import { quantizeModel, type QuantizationMode, type QuantizeReport } from './quantize';
-import type { TensorRange } from './calibrate';
+import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
+import { ConversionError } from './errors';
+import { chooseInt8Mode, type Int8Choice } from './int8-choice';
+import { accuracyReport, scoreModel, type LabelledSet } from './accuracy';
 
 /** Accuracy gates a converted model must pass to move its label. */
 export interface Gates {
@@ -19,12 +25,17 @@ export interface Gates {
   minCosine: number;
   /** Minimum top-1 agreement of classification-shaped outputs. */
   minTop1: number;
+  /** Most accuracy (percentage points) the conversion may lose on a labelled `evaluationSet`, when one is given. */
+  maxAccuracyDrop: number;
 }
 
-export const DEFAULT_GATES: Gates = { minCosine: 0.99, minTop1: 0.99 };
+export const DEFAULT_GATES: Gates = { minCosine: 0.99, minTop1: 0.99, maxAccuracyDrop: 1 };
+
+/** A mode an upload asks for: a quantization mode, or `int8`, which picks static or dynamic per model. */
+export type ConversionMode = QuantizationMode | 'int8';
 
 export interface PipelineOptions {
-  mode: QuantizationMode;
+  mode: ConversionMode;
   gates: Gates;
   minElements: number;
   minGatherElements: number;
@@ -33,6 +44,12 @@ export interface PipelineOptions {
   /** Offline graph optimization level; `extended` stays portable across x86-64 CPUs. */
   optimizationLevel: 'basic' | 'extended';
   evaluate: EvaluateOptions;
+  /** How int8-static picks activation ranges from its calibration samples. */
+  calibration: CalibrationOptions;
+  /** The upload's labelled examples: accuracy of both models, gated by `maxAccuracyDrop`. */
+  evaluationSet?: LabelledSet;
+  /** int8-static: keep in float each Conv that, quantized alone, costs more than this of the output cosine. */
+  sensitivityThreshold?: number;
 }
 
 export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
@@ -44,12 +61,8 @@ export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
   reduceRange: false,
   optimizationLevel: 'extended',
   evaluate: DEFAULT_EVALUATE_OPTIONS,
+  calibration: DEFAULT_CALIBRATION_OPTIONS,
 };
-
-/** A model that cannot be converted, and why (reported, never retried). */
-export class ConversionError extends Error {
-  override readonly name = 'ConversionError';
-}
 
 export interface GateResult {
   passed: boolean;
@@ -62,10 +75,16 @@ export interface PipelineResult {
   outcome: 'converted' | 'float-fallback';
   reason?: string;
   quantization: QuantizeReport;
+  /** For `mode: "int8"`: the mode it picked and why. */
+  modeChoice?: Int8Choice;
+  /** The default-domain opset upgrade the quantization needed, when the upload was older. */
+  opsetUpgrade?: OpsetUpgrade;
   optimization: {
     level: string;
     /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
     geluRewritten: number;
+    /** Hard-swish chains written out (x * Clip(x + 3, 0, 6) / 6) rewritten as one HardSwish node. */
+    hardSwishFused: number;
     /** Self-attention blocks fused into one com.microsoft Attention node (QAttention once quantized). */
     attentionFused: number;
     /** Why the fused blocks were given up (onnxruntime refused them), when they were. */
@@ -108,6 +127,12 @@ function hasConvolution(graph: GraphView): boolean {
   return graph.nodes().some((node) => node.opType.includes('Conv') || node.subgraphs().some(hasConvolution));
 }
 
+/**
+ * The default-domain opset each quantization needs; older uploads are upgraded to it. int8-static
+ * takes 14: per-channel weights need 13, and HardSwish (which hard-swish chains become) 14.
+ */
+const QUANTIZATION_OPSET: Partial<Record<QuantizationMode, number>> = { 'int8-dynamic': 11, 'int8-static': 14 };
+
 /** Highest default-domain opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused). */
 export const MAX_OPSET = 26;
 
@@ -121,6 +146,12 @@ function checkGates(evaluation: Evaluation, gates: Gates): Gates & GateResult {
         `output "${name}": top-1 agreement ${(o.top1DecisiveAgreement * 100).toFixed(2)}% on ${o.decisiveRows} decisive rows < ${gates.minTop1 * 100}%`,
       );
     }
+  }
+  const accuracy = evaluation.accuracy;
+  if (accuracy && !(accuracy.drop <= gates.maxAccuracyDrop)) {
+    failures.push(
+      `output "${accuracy.output}": accuracy on the evaluation set fell ${accuracy.drop.toFixed(2)} points (${accuracy.original.percent.toFixed(2)}% -> ${accuracy.converted.percent.toFixed(2)}%) > ${gates.maxAccuracyDrop}`,
+    );
   }
   return { ...gates, passed: failures.length === 0, failures };
 }
@@ -155,17 +186,21 @@ async function createMs(bytes: Uint8Array, threads: number): Promise<number> {
   return best;
 }
 
+/** The sensitivity pass's answer: costs by Conv output, and the Convs it keeps float with why. */
+type Sensitivity = { threshold: number; costs: Record<string, number>; sensitive: Record<string, string> };
+
 /**
  * The graph rewrites and the quantization, as encoded bytes. Only the bytes leave this function:
  * the decoded tree and its new weight tensors are garbage before any session is created.
  */
-function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean, ranges?: ReadonlyMap<string, TensorRange>) {
+function rewrite(source: Uint8Array, mode: QuantizationMode, options: PipelineOptions, fuse: boolean, ranges?: ReadonlyMap<string, TensorRange>, sensitivity?: Sensitivity) {
   const model = OnnxModel.decode(source);
   const geluRewritten = canonicalizeGelu(model);
+  const hardSwishFused = fuseHardSwish(model);
   const attentionFused = fuse ? fuseAttention(model, options.keepFloat) : 0;
-  const quantization = ranges ? quantizeStaticModel(model, ranges, options) : quantizeModel(model, { ...options, mode });
-  const quantized = mode === 'none' && geluRewritten === 0 && attentionFused === 0 ? source : model.encode();
-  return { quantized, quantization, geluRewritten, attentionFused };
+  const quantization = ranges ? quantizeStaticModel(model, ranges, options, sensitivity) : quantizeModel(model, { ...options, mode });
+  const quantized = mode === 'none' && geluRewritten === 0 && hardSwishFused === 0 && attentionFused === 0 ? source : model.encode();
+  return { quantized, quantization, geluRewritten, hardSwishFused, attentionFused };
 }
 
 /**
@@ -177,8 +212,16 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
   let started = performance.now();
   const ranges = mode === 'int8-static' ? await calibrateStatic(source, options) : undefined;
   if (ranges) timings[`calibrate${suffix}`] = performance.now() - started;
+  let sensitivity: Sensitivity | undefined;
+  const threshold = options.sensitivityThreshold;
+  if (ranges && threshold !== undefined) {
+    started = performance.now();
+    const samples = options.calibration.samples ?? options.evaluate.samples ?? [];
+    sensitivity = { threshold, ...(await measureSensitivity(source, ranges, options, samples, threshold, options.evaluate.intraOpNumThreads)) };
+    timings[`sensitivity${suffix}`] = performance.now() - started;
+  }
   started = performance.now();
-  const { quantized, quantization, geluRewritten, attentionFused } = rewrite(source, mode, options, fuse, ranges);
+  const { quantized, quantization, geluRewritten, hardSwishFused, attentionFused } = rewrite(source, mode, options, fuse, ranges, sensitivity);
   timings[`quantize${suffix}`] = performance.now() - started;
 
   started = performance.now();
@@ -201,6 +244,7 @@ async function transform(source: Uint8Array, mode: QuantizationMode, options: Pi
     optimization: {
       level: options.optimizationLevel,
       geluRewritten,
+      hardSwishFused,
       attentionFused,
       kept,
       servingLevel,
@@ -227,11 +271,15 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
     throw err;
   });
   timingsMs.reference = performance.now() - started;
+  const set = options.evaluationSet;
+  const threads = options.evaluate.intraOpNumThreads;
+  const originalScore = set ? await scoreModel(source, set, threads) : undefined;
 
-  const attempt = async (mode: QuantizationMode, suffix: string, fuse: boolean) => {
-    const result = await transform(source, mode, options, timingsMs, suffix, fuse);
+  const attempt = async (mode: QuantizationMode, suffix: string, fuse: boolean, input: Uint8Array = source) => {
+    const result = await transform(input, mode, options, timingsMs, suffix, fuse);
     const began = performance.now();
     const evaluation = await compareWith(reference, result.artifact, options.evaluate);
+    if (set && originalScore) evaluation.accuracy = accuracyReport(set, originalScore, await scoreModel(result.artifact, set, threads), evaluation.latencyMs);
     timingsMs[`evaluate${suffix}`] = performance.now() - began;
     return { ...result, evaluation };
   };
@@ -240,22 +288,55 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
    * input is not [batch, sequence, hidden] runs op by op but not as one Attention node. Such a
    * model converts without fusing, and says so.
    */
-  const withFusionGuard = async (mode: QuantizationMode, suffix: string) => {
+  const withFusionGuard = async (mode: QuantizationMode, suffix: string, input: Uint8Array) => {
     try {
-      return await attempt(mode, suffix, true);
+      return await attempt(mode, suffix, true, input);
     } catch (err) {
-      if (fuseAttention(OnnxModel.decode(source), options.keepFloat) === 0) throw err;
-      const result = await attempt(mode, suffix, false);
+      if (fuseAttention(OnnxModel.decode(input), options.keepFloat) === 0) throw err;
+      const result = await attempt(mode, suffix, false, input);
       return { ...result, optimization: { ...result.optimization, attentionNotFused: (err as Error).message.slice(0, 300) } };
     }
   };
 
-  const first = await withFusionGuard(options.mode, '');
+  const modeChoice = options.mode === 'int8' ? await chooseInt8Mode(source, options.calibration.samples ?? options.evaluate.samples, threads) : undefined;
+  const mode: QuantizationMode = modeChoice ? modeChoice.chosen : (options.mode as QuantizationMode);
+  const chosen = modeChoice ? { modeChoice } : {};
+  const floatWithReason = async (reason: string): Promise<PipelineResult> => {
+    const fallback = await attempt('none', 'Fallback', false);
+    return { ...fallback, ...chosen, outcome: 'float-fallback', reason, gates: checkGates(fallback.evaluation, options.gates), timingsMs };
+  };
+  // A model below the opset its quantization needs is upgraded first, and must answer as before.
+  let input = source;
+  let opsetUpgrade: OpsetUpgrade | undefined;
+  const needed = QUANTIZATION_OPSET[mode];
+  if (needed !== undefined) {
+    const began = performance.now();
+    const upgraded = OnnxModel.decode(source);
+    try {
+      opsetUpgrade = upgradeOpset(upgraded, needed);
+    } catch (err) {
+      if (!(err instanceof OpsetUpgradeError)) throw err;
+      return floatWithReason(`${mode} needs opset ${needed} and the model's opset cannot be upgraded: ${err.message}; published the optimized float model instead`);
+    }
+    if (opsetUpgrade.from < opsetUpgrade.to) {
+      input = upgraded.encode();
+      const check = await compareWith(reference, input, { ...options.evaluate, latencyRuns: 1 });
+      const differs = Object.entries(check.outputs).find(([, o]) => !(o.cosine >= 0.9999));
+      timingsMs.opsetUpgrade = performance.now() - began;
+      if (differs) {
+        return floatWithReason(
+          `${mode} needs opset ${needed}; the model upgraded from opset ${opsetUpgrade.from} does not answer as the original (output "${differs[0]}": cosine ${differs[1].cosine.toFixed(6)}); published the optimized float model instead`,
+        );
+      }
+    } else opsetUpgrade = undefined;
+  }
+  const upgradedBy = opsetUpgrade ? { opsetUpgrade } : {};
+  const first = { ...(await withFusionGuard(mode, '', input)), ...chosen, ...upgradedBy };
   const gates = checkGates(first.evaluation, options.gates);
-  if (gates.passed || options.mode === 'none') {
-    const nothing = options.mode !== 'none' && first.quantization.tensors === 0;
+  if (gates.passed || mode === 'none') {
+    const nothing = mode !== 'none' && first.quantization.tensors === 0;
     const reason = nothing
-      ? `${options.mode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
+      ? `${mode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
       : undefined;
     return { ...first, outcome: 'converted', ...(reason ? { reason } : {}), gates, timingsMs };
   }
@@ -263,8 +344,10 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
   const fallback = await attempt('none', 'Fallback', false);
   return {
     ...fallback,
+    ...chosen,
+    ...upgradedBy,
     outcome: 'float-fallback',
-    reason: `${options.mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
+    reason: `${mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
     gates: checkGates(fallback.evaluation, options.gates),
     timingsMs,
   };

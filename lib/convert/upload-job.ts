@@ -29,6 +29,10 @@ export interface JobReport {
   label?: string | null;
   labelMoved?: boolean;
   outcome?: PipelineResult['outcome'];
+  /** For `mode: "int8"`: which mode it picked and why. */
+  modeChoice?: PipelineResult['modeChoice'];
+  /** The opset upgrade the quantization needed, when the upload was older. */
+  opsetUpgrade?: PipelineResult['opsetUpgrade'];
   figures?: {
     compressionPercent: number;
     speedup: number;
@@ -36,6 +40,7 @@ export interface JobReport {
     bytes: PipelineResult['evaluation']['bytes'];
     latencyMs: PipelineResult['evaluation']['latencyMs'];
     sessionCreateMs: PipelineResult['evaluation']['sessionCreateMs'];
+    accuracy?: PipelineResult['evaluation']['accuracy'];
   };
   gates?: PipelineResult['gates'];
   startedAt: string;

@@ -417,3 +417,102 @@ export function redMaskModel(options: { batch?: number | string; size?: number }
     nodes: [{ opType: 'Conv', inputs: ['image', 'k', 'kb'], outputs: ['mask'] }],
   });
 }
+
+export type HardSwishForm = 'div' | 'mul-sixth' | 'div-first' | 'mul-sixth-first' | 'hardsigmoid' | 'paddle-hardsigmoid' | 'clip-5' | 'shared';
+
+/**
+ * image[1, 4, 8, 8] -> Conv -> hard-swish written as `form` (x * Clip(x + 3, 0, 6) / 6 in its
+ * orders, x * HardSigmoid(x), and near misses) -> Conv -> y.
+ */
+export function hardSwishNet(form: HardSwishForm, opset = 17): Uint8Array {
+  const rand = prng(3);
+  const w = (n: number) => Array.from({ length: n }, () => rand() * 2 - 1);
+  const act: NodeDef[] = [];
+  const clip = (max: number): NodeDef[] => [
+    { opType: 'Add', inputs: ['c', 'three'], outputs: ['a'] },
+    { opType: 'Clip', inputs: ['a', 'zero', max === 6 ? 'six' : 'five'], outputs: ['r'] },
+  ];
+  switch (form) {
+    case 'div':
+    case 'clip-5':
+    case 'shared':
+      act.push(...clip(form === 'clip-5' ? 5 : 6), { opType: 'Mul', inputs: ['c', 'r'], outputs: ['m'] }, { opType: 'Div', inputs: ['m', 'six'], outputs: ['h'] });
+      break;
+    case 'mul-sixth':
+      act.push(...clip(6), { opType: 'Mul', inputs: ['r', 'c'], outputs: ['m'] }, { opType: 'Mul', inputs: ['sixth', 'm'], outputs: ['h'] });
+      break;
+    case 'div-first':
+      act.push(...clip(6), { opType: 'Div', inputs: ['r', 'six'], outputs: ['d'] }, { opType: 'Mul', inputs: ['c', 'd'], outputs: ['h'] });
+      break;
+    case 'mul-sixth-first':
+      act.push(...clip(6), { opType: 'Mul', inputs: ['r', 'sixth'], outputs: ['d'] }, { opType: 'Mul', inputs: ['d', 'c'], outputs: ['h'] });
+      break;
+    case 'hardsigmoid':
+    case 'paddle-hardsigmoid':
+      act.push(
+        { opType: 'HardSigmoid', inputs: ['c'], outputs: ['s'], attributes: form === 'hardsigmoid' ? [{ name: 'alpha', f: 1 / 6 }] : [] },
+        { opType: 'Mul', inputs: ['c', 's'], outputs: ['h'] },
+      );
+      break;
+  }
+  const outputs: ValueDef[] = [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 4, 8, 8] }];
+  if (form === 'shared') outputs.push({ name: 'm', elemType: ONNX.FLOAT, shape: [1, 4, 8, 8] });
+  return encodeModel({
+    graph: {
+      name: 'hardswish',
+      inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 4, 8, 8] }],
+      outputs,
+      initializers: [
+        floatTensor('k1', [4, 4, 3, 3], w(144)),
+        floatTensor('k2', [4, 4, 3, 3], w(144)),
+        floatTensor('three', [], [3]),
+        floatTensor('zero', [], [0]),
+        floatTensor('five', [], [5]),
+        floatTensor('six', [], [6]),
+        floatTensor('sixth', [], [1 / 6]),
+      ],
+      nodes: [
+        { opType: 'Conv', inputs: ['image', 'k1'], outputs: ['c'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+        ...act,
+        { opType: 'Conv', inputs: ['h', 'k2'], outputs: ['y'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+      ],
+    },
+    opsets: [{ domain: '', version: opset }],
+  });
+}
+
+/**
+ * An opset-9 conv net using the ops whose signature changed by opset 14: Conv -> BatchNormalization
+ * -> Clip (min/max attributes) -> Upsample (x2, nearest) -> Slice (attributes) -> Pad (attributes)
+ * -> Softmax (axis 1 of a 4-D tensor: the old 2-D meaning) -> y.
+ */
+export function opset9ConvModel(extra: NodeDef[] = [], last = 'p'): Uint8Array {
+  const rand = prng(2);
+  const w = (n: number, s = 1) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+  return encodeModel({
+    graph: {
+      name: 'old',
+      inputs: [{ name: 'x', elemType: ONNX.FLOAT, shape: [1, 3, 8, 8] }],
+      outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 4, 16, 16] }],
+      initializers: [
+        floatTensor('k', [4, 3, 3, 3], w(108)),
+        floatTensor('gamma', [4], w(4)),
+        floatTensor('beta', [4], w(4)),
+        floatTensor('mean', [4], w(4, 0.1)),
+        floatTensor('var', [4], [0.5, 1, 1.5, 2]),
+        floatTensor('scales', [4], [1, 1, 2, 2]),
+      ],
+      nodes: [
+        { opType: 'Conv', inputs: ['x', 'k'], outputs: ['c'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+        { opType: 'BatchNormalization', inputs: ['c', 'gamma', 'beta', 'mean', 'var'], outputs: ['b'], attributes: [{ name: 'epsilon', f: 1e-5 }] },
+        { opType: 'Clip', inputs: ['b'], outputs: ['r'], attributes: [{ name: 'min', f: 0 }, { name: 'max', f: 6 }] },
+        { opType: 'Upsample', inputs: ['r', 'scales'], outputs: ['u'], attributes: [{ name: 'mode', s: 'nearest' }] },
+        { opType: 'Slice', inputs: ['u'], outputs: ['s'], attributes: [{ name: 'starts', ints: [1, 1] }, { name: 'ends', ints: [15, 15] }, { name: 'axes', ints: [2, 3] }] },
+        { opType: 'Pad', inputs: ['s'], outputs: ['p'], attributes: [{ name: 'pads', ints: [0, 0, 1, 1, 0, 0, 1, 1] }, { name: 'value', f: 0.5 }] },
+        ...extra,
+        { opType: 'Softmax', inputs: [last], outputs: ['y'], attributes: [{ name: 'axis', i: 1 }] },
+      ],
+    },
+    opsets: [{ domain: '', version: 9 }],
+  });
+}

@@ -1,6 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import sharp from 'sharp';
 import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { JobReport } from '../../lib/convert/job';
 import { OnnxModel } from '../../lib/onnx/model';
@@ -8,7 +9,7 @@ import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { convStackModel, prng } from '../helpers/models';
+import { convStackModel, hardSwishNet, opset9ConvModel, prng } from '../helpers/models';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -70,8 +71,8 @@ describe('int8-static: a conv net calibrated on the upload\'s samples', () => {
   });
 
   test.each([
-    ['no samples', 'none', undefined, 'options: int8-static calibrates on your data: give at least 8 samples in "sampleInputs" (generated noise is not used, its activation ranges are not those of real inputs)'],
-    ['too few samples', 'three', imageSamples(3, 5), 'options: int8-static needs at least 8 calibration samples in "sampleInputs"; got 3'],
+    ['no samples', 'none', undefined, 'options: int8-static calibrates on your data: give at least 8 samples in "sampleInputs" or files under "calibration" (generated noise is not used, its activation ranges are not those of real inputs)'],
+    ['too few samples', 'three', imageSamples(3, 5), 'options: int8-static needs at least 8 calibration samples in "sampleInputs" or "calibration"; got 3'],
   ])('%s: a failed report naming the reason, nothing published', async (_name, file, sampleInputs, reason) => {
     const report = await runConvert(`uploads/nocal/${file}.onnx`, convStackModel(8, 1, SIZE), { mode: 'int8-static', ...(sampleInputs ? { sampleInputs } : {}) });
     expect(report).toMatchObject({ status: 'failed', reason });
@@ -84,5 +85,183 @@ describe('int8-static: a conv net calibrated on the upload\'s samples', () => {
     expect(report.status).toBe('failed');
     expect(report.reason).toMatch(/image/);
     expect(await store.listKeys('models/badcal/')).toEqual([]);
+  });
+});
+
+async function put(key: string, body: Uint8Array | string): Promise<void> {
+  await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
+}
+
+/** A picture drawn in SVG and rendered by sharp: a gradient background, a shape and some text. */
+async function drawnImage(i: number, format: 'png' | 'jpeg' | 'webp'): Promise<Buffer> {
+  const hue = (i * 47) % 360;
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="48" height="48">
+    <defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="hsl(${hue},70%,60%)"/><stop offset="1" stop-color="hsl(${(hue + 120) % 360},60%,30%)"/></linearGradient></defs>
+    <rect width="48" height="48" fill="url(#g)"/>
+    <circle cx="${10 + (i % 5) * 6}" cy="${12 + (i % 3) * 9}" r="${6 + (i % 4)}" fill="white"/>
+    <text x="4" y="44" font-size="14" fill="black">A${i}</text></svg>`;
+  return sharp(Buffer.from(svg))[format]().toBuffer();
+}
+
+describe('int8-static: calibration files under uploads/<model>/', () => {
+  const oip = (x: { image: { shape: number[]; datatype: string; data: number[] } }) => JSON.stringify({ inputs: [{ name: 'image', ...x.image }] });
+
+  test('OIP JSON request bodies under a prefix calibrate the model and are its evaluation samples', async () => {
+    const samples = imageSamples(8, 11);
+    for (const [i, x] of samples.entries()) await put(`uploads/calfiles/cal/s${i}.json`, oip(x));
+    const report = await runConvert('uploads/calfiles/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8-static', calibration: 'cal/', calibrationMethod: 'percentile' });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    const manifest = (await store.getJson(keys.manifest('calfiles', 1))) as { conversion: { quantization: Record<string, unknown> }; evaluation: { samples: number } };
+    expect(manifest.conversion.quantization).toMatchObject({ mode: 'int8-static', static: { convs: 3, reluFolded: 3 } });
+    expect(manifest.evaluation.samples).toBe(8);
+  });
+
+  test('raw binary tensors (.bin) calibrate the model', async () => {
+    for (const [i, x] of imageSamples(8, 12).entries()) await put(`uploads/calbin/tensors/s${i}.bin`, new Uint8Array(Float32Array.from(x.image.data).buffer));
+    const report = await runConvert('uploads/calbin/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8-static', calibration: 'tensors', sampleInputs: imageSamples(4, 13) });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    const manifest = (await store.getJson(keys.manifest('calbin', 1))) as { conversion: { quantization: Record<string, unknown> }; evaluation: { samples: number } };
+    expect(manifest.conversion.quantization).toMatchObject({ static: { convs: 3 } });
+    // The evaluation keeps the sampleInputs given; the files only calibrate.
+    expect(manifest.evaluation.samples).toBe(4);
+  });
+
+  test('images (png, jpeg, webp) go through the declared pre-processing', async () => {
+    const formats = ['png', 'jpeg', 'webp'] as const;
+    for (let i = 0; i < 9; i++) await put(`uploads/calimg/photos/p${i}.${formats[i % 3] === 'jpeg' ? 'jpg' : formats[i % 3]}`, await drawnImage(i, formats[i % 3]!));
+    const report = await runConvert('uploads/calimg/net.onnx', convStackModel(16, 3, SIZE), {
+      mode: 'int8-static',
+      calibration: 'photos/',
+      calibrationMethod: 'entropy',
+      preprocess: { image: { type: 'image', scale: 1 / 255 } },
+    });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    expect(report.figures!.outputs.scores!.cosine).toBeGreaterThan(0.99);
+    const manifest = (await store.getJson(keys.manifest('calimg', 1))) as { evaluation: { samples: number } };
+    expect(manifest.evaluation.samples).toBe(9);
+  });
+
+  test.each([
+    ['a parent segment', '../calfiles/cal/', 'options: "calibration" must be a relative key or prefix under uploads/escape1/ (no "..", "." or empty segments, no leading "/", no "\\"); got "../calfiles/cal/"'],
+    ['a parent segment inside', 'cal/../../calfiles/cal/', 'options: "calibration" must be a relative key or prefix under uploads/escape2/ (no "..", "." or empty segments, no leading "/", no "\\"); got "cal/../../calfiles/cal/"'],
+    ['an absolute key', '/uploads/calfiles/cal/', 'options: "calibration" must be a relative key or prefix under uploads/escape3/ (no "..", "." or empty segments, no leading "/", no "\\"); got "/uploads/calfiles/cal/"'],
+    ['a backslash', '..\\calfiles', 'options: "calibration" must be a relative key or prefix under uploads/escape4/ (no "..", "." or empty segments, no leading "/", no "\\"); got "..\\\\calfiles"'],
+    ['another model named as a folder', 'calfiles/cal/', 'options: "calibration": nothing at uploads/escape5/calfiles/cal/ (a .json, .bin, .jpg, .png or .webp file, or a folder of them)'],
+    ['not a string', 3, 'options: "calibration" must be a key or prefix under uploads/<model>/'],
+  ])('%s: a failed report naming the reason, nothing published', async (_name, calibration, reason) => {
+    const model = `escape${['a parent segment', 'a parent segment inside', 'an absolute key', 'a backslash', 'another model named as a folder', 'not a string'].indexOf(_name) + 1}`;
+    const report = await runConvert(`uploads/${model}/net.onnx`, convStackModel(8, 1, SIZE), { mode: 'int8-static', calibration });
+    expect(report).toMatchObject({ status: 'failed', reason });
+    expect(await store.listKeys(`models/${model}/`)).toEqual([]);
+  });
+
+  test('a calibration file that does not fit the model: a failed report naming the file and the input, nothing published', async () => {
+    const samples = imageSamples(8, 14);
+    for (const [i, x] of samples.entries()) await put(`uploads/calbad/cal/s${i}.json`, i === 5 ? JSON.stringify({ inputs: [{ name: 'image', shape: [1, 3, 8, 8], datatype: 'FP32', data: x.image.data.slice(0, 192) }] }) : oip(x));
+    const report = await runConvert('uploads/calbad/net.onnx', convStackModel(8, 1, SIZE), { mode: 'int8-static', calibration: 'cal' });
+    expect(report.status).toBe('failed');
+    expect(report.reason).toMatch(/^options: "calibration": uploads\/calbad\/cal\/s5\.json: input "image"/);
+    expect(await store.listKeys('models/calbad/')).toEqual([]);
+  });
+
+  test('images without a declared image input: a failed report saying so', async () => {
+    for (let i = 0; i < 8; i++) await put(`uploads/calnodecl/photos/p${i}.png`, await drawnImage(i, 'png'));
+    const report = await runConvert('uploads/calnodecl/net.onnx', convStackModel(8, 1, SIZE), { mode: 'int8-static', calibration: 'photos/' });
+    expect(report).toMatchObject({
+      status: 'failed',
+      reason: 'options: "calibration": uploads/calnodecl/photos/p0.png is an image; images are accepted for a model whose only input is declared in preprocess as an image',
+    });
+    expect(await store.listKeys('models/calnodecl/')).toEqual([]);
+  });
+
+  test('too few calibration files: the sample count is refused after reading them', async () => {
+    for (const [i, x] of imageSamples(5, 15).entries()) await put(`uploads/calfew/cal/s${i}.json`, oip(x));
+    const report = await runConvert('uploads/calfew/net.onnx', convStackModel(8, 1, SIZE), { mode: 'int8-static', calibration: 'cal/' });
+    expect(report).toMatchObject({ status: 'failed', reason: 'int8-static needs at least 8 calibration samples in "sampleInputs" or "calibration"; got 5' });
+    expect(await store.listKeys('models/calfew/')).toEqual([]);
+  });
+});
+
+describe('mode int8: the job picks static or dynamic per model and says why', () => {
+  test('a conv net with calibration samples becomes int8-static', async () => {
+    const report = await runConvert('uploads/auto/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8', sampleInputs: imageSamples(8, 31) });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted', modeChoice: { chosen: 'int8-static' } });
+    expect(report.modeChoice!.reason).toMatch(/% of .* multiply-accumulates are in Conv, and 8 calibration samples are given$/);
+    const manifest = (await store.getJson(keys.manifest('auto', 1))) as { conversion: { mode: string; modeChoice: unknown; quantization: { mode: string } } };
+    expect(manifest.conversion).toMatchObject({ mode: 'int8', modeChoice: report.modeChoice, quantization: { mode: 'int8-static', static: { convs: 3 } } });
+  });
+
+  test('the same net without calibration samples becomes int8-dynamic, with the reason', async () => {
+    const report = await runConvert('uploads/autodyn/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8' });
+    expect(report).toMatchObject({
+      status: 'succeeded',
+      modeChoice: { chosen: 'int8-dynamic', reason: 'no calibration data (int8-static needs at least 8 samples in "sampleInputs" or "calibration"; 0 given)' },
+    });
+    const manifest = (await store.getJson(keys.manifest('autodyn', 1))) as { conversion: { quantization: { mode: string } } };
+    expect(manifest.conversion.quantization.mode).toBe('int8-dynamic');
+  });
+});
+
+describe('hard-swish written out is fused on the way', () => {
+  test('int8-static of a conv net with x * Clip(x + 3, 0, 6) / 6: one HardSwish, reported, agreeing with the original', async () => {
+    const rand = prng(41);
+    const samples = Array.from({ length: 8 }, () => ({ image: { shape: [1, 4, 8, 8], datatype: 'FP32', data: Array.from({ length: 256 }, () => rand() * 2 - 1) } }));
+    const report = await runConvert('uploads/hswish/net.onnx', hardSwishNet('div'), { mode: 'int8-static', sampleInputs: samples });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    expect(report.figures!.outputs.y!.cosine).toBeGreaterThan(0.99);
+    const manifest = (await store.getJson(keys.manifest('hswish', 1))) as { conversion: { optimization: { hardSwishFused: number }; quantization: { static: { convs: number } } } };
+    expect(manifest.conversion.optimization.hardSwishFused).toBe(1);
+    expect(manifest.conversion.quantization.static.convs).toBe(2);
+    const ops = OnnxModel.decode(await store.getBytes(keys.artifact('hswish', 1))).graph().nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'Add' || o === 'Clip' || o === 'Div')).toEqual([]);
+  });
+});
+
+describe('sensitivityThreshold', () => {
+  test('a threshold no Conv meets keeps them all in float, reporting each cost and why', async () => {
+    const report = await runConvert('uploads/sensitive/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8-static', sampleInputs: imageSamples(8, 51), sensitivityThreshold: 0 });
+    expect(report.status).toBe('succeeded');
+    const manifest = (await store.getJson(keys.manifest('sensitive', 1))) as { conversion: { quantization: { static: { convs: number; keptFloat: Record<string, string>; sensitivity: { threshold: number; costs: Record<string, number> } } } } };
+    const { convs, keptFloat, sensitivity } = manifest.conversion.quantization.static;
+    expect(convs).toBe(0);
+    expect(Object.keys(sensitivity.costs)).toEqual(['Conv_0', 'Conv_2', 'Conv_4']);
+    expect(sensitivity.threshold).toBe(0);
+    for (const [name, cost] of Object.entries(sensitivity.costs)) expect(keptFloat[name]).toBe(`sensitivity: quantized alone it costs ${cost.toExponential(2)} of the output cosine, over 0`);
+  });
+
+  test('is refused outside int8-static and int8', async () => {
+    const report = await runConvert('uploads/sensdyn/net.onnx', convStackModel(8, 1, SIZE), { sensitivityThreshold: 0.01 });
+    expect(report).toMatchObject({ status: 'failed', reason: 'options: "sensitivityThreshold" applies to mode int8-static or int8' });
+  });
+});
+
+describe('uploads below the opset quantization needs', () => {
+  const samples = () => {
+    const rand = prng(61);
+    return Array.from({ length: 8 }, () => ({ x: { shape: [1, 3, 8, 8], datatype: 'FP32', data: Array.from({ length: 192 }, () => rand() * 4 - 2) } }));
+  };
+
+  test('an opset-9 conv net is upgraded to 14, recorded, and quantized', async () => {
+    const report = await runConvert('uploads/oldnet/net.onnx', opset9ConvModel(), { mode: 'int8-static', sampleInputs: samples(), gates: { minCosine: 0.98, minTop1: 0 } });
+    expect(report).toMatchObject({
+      status: 'succeeded',
+      outcome: 'converted',
+      opsetUpgrade: { from: 9, to: 14, rewritten: { BatchNormalization: 1, Clip: 1, Upsample: 1, Slice: 1, Pad: 1, Softmax: 1 } },
+    });
+    const manifest = (await store.getJson(keys.manifest('oldnet', 1))) as { conversion: { opsetUpgrade: unknown; quantization: { static: { convs: number; batchNormsFolded: number } } } };
+    expect(manifest.conversion.opsetUpgrade).toEqual(report.opsetUpgrade);
+    expect(manifest.conversion.quantization.static).toMatchObject({ convs: 1, batchNormsFolded: 1 });
+  });
+
+  test('an op that cannot be upgraded: the optimized float model is published with the reason', async () => {
+    const source = opset9ConvModel([{ opType: 'LpNormalization', inputs: ['p'], outputs: ['n'], name: 'norm' }], 'n');
+    const report = await runConvert('uploads/oldop/net.onnx', source, { mode: 'int8-static', sampleInputs: samples() });
+    expect(report).toMatchObject({
+      status: 'succeeded',
+      outcome: 'float-fallback',
+      reason: 'int8-static needs opset 14 and the model\'s opset cannot be upgraded: node "norm" (LpNormalization) has no known upgrade from opset 9 to 14; published the optimized float model instead',
+    });
+    const ops = OnnxModel.decode(await store.getBytes(keys.artifact('oldop', 1))).graph().nodes().map((n) => n.opType);
+    expect(ops).not.toContain('QuantizeLinear');
   });
 });

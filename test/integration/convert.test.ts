@@ -224,7 +224,7 @@ describe('broken uploads: a failure report, nothing published, no retry', () => 
     const report = await runConvert('uploads/opts/model.onnx', mlpModel(), { mode: 'int8-dynamic', gate: { minCosine: 0.5 } });
     expect(report).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^options: unknown key "gate"; known keys: mode, gates, /) });
     const bad = await runConvert('uploads/opts/other.onnx', mlpModel(), { mode: 'int3' });
-    expect(bad.reason).toBe('options: "mode" must be one of int8-dynamic, int8-static, fp16, none');
+    expect(bad.reason).toBe('options: "mode" must be one of int8-dynamic, int8-static, int8, fp16, none');
     expect(await keysUnder('models/opts/')).toEqual([]);
   });
 

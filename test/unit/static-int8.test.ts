@@ -84,7 +84,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 
   it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
     const { bytes, report } = await quantized(source, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 3, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, keptFloat: {} });
     const graph = OnnxModel.decode(bytes).graph();
     const ops = graph.nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
@@ -163,7 +163,7 @@ describe('static int8 (QDQ) for convolutions', () => {
       },
     });
     const { bytes, report } = await quantized(depthwise, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 2, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, keptFloat: {} });
     const runtime = (await runtimeGraph(bytes, 'extended')).graph();
     expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
     const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
@@ -185,5 +185,110 @@ describe('static int8 (QDQ) for convolutions', () => {
     const old = OnnxModel.decode(convStackModel(4, 1, 8));
     for (const o of old.proto.messages(MODEL.opsetImport)) o.set(OPSET.version, [ProtoField.varint(OPSET.version, 11)]);
     expect(() => quantizeStatic(old, new Map(), { keepFloat: [] })).toThrow('int8-static needs opset 13 or later (per-channel weights); the model uses opset 11');
+  });
+});
+
+describe('affine steps after a Conv are folded into it', () => {
+  /** image[1, 3, 8, 8] -> Conv -> Mul(scalar) -> Mul(per channel [4, 1, 1]) -> Add(per channel [1, 4, 1, 1]) -> Relu -> y. */
+  function affineNet(extraReader = false): Uint8Array {
+    const rand = prng(12);
+    const w = (n: number) => Array.from({ length: n }, () => rand() * 2 - 1);
+    return encodeModel({
+      graph: {
+        name: 'affine',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 8, 8] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 4, 8, 8] }, ...(extraReader ? [{ name: 'm', elemType: ONNX.FLOAT, shape: [1, 4, 8, 8] }] : [])],
+        initializers: [floatTensor('k', [4, 3, 3, 3], w(108)), floatTensor('kb', [4], w(4)), floatTensor('s', [], [1.7]), floatTensor('a', [1, 4, 1, 1], w(4)), floatTensor('t', [4, 1, 1], [0.5, 2, -1, 3])],
+        nodes: [
+          { opType: 'Conv', inputs: ['image', 'k', 'kb'], outputs: ['c'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+          { opType: 'Mul', inputs: ['s', 'c'], outputs: ['m'] },
+          { opType: 'Mul', inputs: ['m', 't'], outputs: ['d'] },
+          { opType: 'Add', inputs: ['d', 'a'], outputs: ['e'] },
+          { opType: 'Relu', inputs: ['e'], outputs: ['y'] },
+        ],
+      },
+      opsets: [{ domain: '', version: 17 }],
+    });
+  }
+
+  it('Mul by a scalar or one value per channel becomes the Conv\'s weights and bias, same answers; the Add stays', async () => {
+    const { foldIntoConvs } = await import('../../lib/convert/static-int8');
+    const source = affineNet();
+    const model = OnnxModel.decode(source);
+    expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 2 });
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Add', 'Relu']);
+    expect(model.graph().initializers().map((t) => t.name).sort()).toEqual(['Conv_0__folded_b', 'Conv_0__folded_w', 'a']);
+    const samples = images(2, 8, 3);
+    const run = async (bytes: Uint8Array) => {
+      const s = await InferenceSession.create(bytes, { logSeverityLevel: 3 });
+      try {
+        return (await s.run(samples[0]!)).y!.data as Float32Array;
+      } finally {
+        await s.release();
+      }
+    };
+    const before = await run(source);
+    const after = await run(model.encode());
+    for (let i = 0; i < before.length; i++) expect(Math.abs(after[i]! - before[i]!)).toBeLessThan(1e-5);
+  });
+
+  it('a step whose input something else reads stops the fold there', async () => {
+    const { foldIntoConvs } = await import('../../lib/convert/static-int8');
+    const model = OnnxModel.decode(affineNet(true));
+    expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 1 });
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Mul', 'Add', 'Relu']);
+  });
+});
+
+describe('a residual Add of two quantized Conv outputs', () => {
+  /** image -> Conv a -> Relu -> Conv b -> Relu; Add(a, b) -> Conv c -> y. */
+  function residualNet(): Uint8Array {
+    const rand = prng(21);
+    const w = (n: number, s: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+    const pads = [{ name: 'pads', ints: [1, 1, 1, 1] }];
+    return encodeModel({
+      graph: {
+        name: 'residual',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 8, 16, 16] }],
+        initializers: [floatTensor('ka', [8, 3, 3, 3], w(216, 0.4)), floatTensor('kb', [8, 8, 3, 3], w(576, 0.2)), floatTensor('kc', [8, 8, 3, 3], w(576, 0.2))],
+        nodes: [
+          { opType: 'Conv', inputs: ['image', 'ka'], outputs: ['a'], attributes: pads },
+          { opType: 'Relu', inputs: ['a'], outputs: ['ra'] },
+          { opType: 'Conv', inputs: ['ra', 'kb'], outputs: ['b'], attributes: pads },
+          { opType: 'Relu', inputs: ['b'], outputs: ['rb'] },
+          { opType: 'Add', inputs: ['ra', 'rb'], outputs: ['sum'] },
+          { opType: 'Conv', inputs: ['sum', 'kc'], outputs: ['y'], attributes: pads },
+        ],
+      },
+      opsets: [{ domain: '', version: 17 }],
+    });
+  }
+
+  it('is written DQ, DQ -> Add -> Q and onnxruntime runs it as QLinearAdd; answers stay close', async () => {
+    const source = residualNet();
+    const samples = images(8, 16, 5);
+    const model = OnnxModel.decode(source);
+    const targets = staticCalibrationTargets(model, { keepFloat: [] });
+    expect(targets).toContain('sum');
+    const ranges = await calibrateMinMax(source, targets, samples);
+    const report = quantizeStatic(model, ranges, { keepFloat: [] });
+    expect(report).toMatchObject({ convs: 3, reluFolded: 2, addsQuantized: 1 });
+    const bytes = model.encode();
+    const ops = (await runtimeGraph(bytes, 'all')).graph().nodes().map((n) => n.opType);
+    expect(ops).toContain('QLinearAdd');
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(3);
+    expect(ops).not.toContain('Add');
+    const run = async (b: Uint8Array) => {
+      const s = await InferenceSession.create(b, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      try {
+        const out: Float32Array[] = [];
+        for (const feeds of images(4, 16, 6)) out.push((await s.run(feeds)).y!.data as Float32Array);
+        return out;
+      } finally {
+        await s.release();
+      }
+    };
+    expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.99);
   });
 });

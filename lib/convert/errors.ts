@@ -1,0 +1,4 @@
+/** A model that cannot be converted, and why (reported, never retried). */
+export class ConversionError extends Error {
+  override readonly name = 'ConversionError';
+}
