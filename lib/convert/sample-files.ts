@@ -88,7 +88,7 @@ export async function readSampleFiles(
     if (err instanceof DeclarationError) throw new ConversionError(`options: ${err.message}`, { cause: err });
     throw err;
   }
-  const imageInputs = Object.keys(fitted?.preprocess ?? {});
+  const imageInputs = Object.entries(fitted?.preprocess ?? {}).flatMap(([name, d]) => (d.type === 'image' ? [name] : []));
   const out: SampleFile[] = [];
   let stored = 0;
   let decoded = 0;
