@@ -50,6 +50,8 @@ export interface PipelineOptions {
   evaluationSet?: LabelledSet;
   /** int8-static: keep in float each Conv that, quantized alone, costs more than this of the output cosine. */
   sensitivityThreshold?: number;
+  /** int8-static activation type (uint8 when absent). Internal, for the bench: not an upload option. */
+  staticActivations?: 'uint8' | 'int8';
 }
 
 export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {

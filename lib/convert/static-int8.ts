@@ -11,6 +11,11 @@ export interface StaticInt8Options {
   keepFloat: readonly string[];
   /** Convs (by node name, or output name for an unnamed node) the sensitivity pass keeps in float, with why. */
   sensitive?: Readonly<Record<string, string>>;
+  /**
+   * Activation type: `uint8` (what the job writes) or `int8` (zero point - 128, same scale and
+   * grid). Internal: the bench measures both; uploads cannot choose.
+   */
+  activations?: 'uint8' | 'int8';
 }
 
 export interface StaticInt8Report {
@@ -340,7 +345,11 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   const scalarParams = (base: string, name: string): [string, string] => {
     const { scale, zeroPoint } = paramsOf(name);
     initializers.push(makeTensor(`${base}_scale`, DATA_TYPE.FLOAT, [], bytesOf(Float32Array.of(scale))));
-    initializers.push(makeTensor(`${base}_zero`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)));
+    initializers.push(
+      options.activations === 'int8'
+        ? makeTensor(`${base}_zero`, DATA_TYPE.INT8, [], bytesOf(Int8Array.of(zeroPoint - 128)))
+        : makeTensor(`${base}_zero`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)),
+    );
     return [`${base}_scale`, `${base}_zero`];
   };
 

@@ -120,6 +120,28 @@ describe('static int8 (QDQ) for convolutions', () => {
     }
   });
 
+  it('with s8 activations (internal option): the same grid; onnxruntime fuses QLinearConv and rewrites it to u8 itself', async () => {
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), calibration);
+    quantizeStatic(model, ranges, { keepFloat: [], activations: 'int8' });
+    const s8 = model.encode();
+    const zeros = OnnxModel.decode(s8).graph().initializers().filter((t) => t.name.endsWith('_zero'));
+    expect(zeros.length).toBeGreaterThan(0);
+    for (const z of zeros) expect(z.dataType).toBe(3); // int8 zero points
+    const runtime = await runtimeGraph(s8, 'all');
+    const ops = runtime.graph().nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(3);
+    expect(ops).not.toContain('Conv');
+    const inits = new Map(runtime.graph().initializers().map((t) => [t.name, t]));
+    const zpTypes = runtime.graph().nodes().filter((n) => n.opType === 'QLinearConv').map((n) => inits.get(n.inputs[2]!)?.dataType);
+    // onnxruntime 1.30 on x86 turns the s8 activation Q/DQ into u8 (zero point + 128) before
+    // fusing: the kernel that runs is the u8 x s8 QLinearConv either way.
+    expect(zpTypes).toEqual([2, 2, 2]);
+    const { bytes: u8 } = await quantized(source, calibration);
+    const [a, b] = [await outputs(u8, held), await outputs(s8, held)];
+    expect(cosine(a, b)).toBeGreaterThan(0.9999);
+  });
+
   it('answers as the float model does on held-out images', async () => {
     const { bytes } = await quantized(source, calibration);
     const [a, b] = [await outputs(source, held), await outputs(bytes, held)];
