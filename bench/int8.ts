@@ -4,7 +4,8 @@
 // text images drawn in SVG and rendered by sharp, converted by the real pipeline (opset upgrade,
 // hard-swish fusion, BatchNormalization folding, calibration), with u8 activations (as the job
 // writes) and s8 (internal option) side by side. Figures are ratios against the
-// fp32 run of the same process; nothing is asserted.
+// fp32 run of the same process; nothing is asserted. First (skipped with BENCH_INT8_LARGE=0), the
+// calibration + conversion time and peak memory of a ~100 MB generated conv stack, 32 samples.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -168,7 +169,45 @@ async function classifierImages(from: number, count: number): Promise<{ feeds: R
   return out;
 }
 
+/**
+ * Calibration + conversion of a ~100 MB conv model with 32 calibration samples, through
+ * convertModel as the job runs it (int8-static, minmax). Run first, so the process's peak RSS
+ * (getrusage maxrss) is this conversion's: its growth over the RSS before the conversion is
+ * compared with the issue's budget, 3x the model + one sample's activations.
+ */
+async function runLargeCase(): Promise<void> {
+  const channels = 512;
+  const layers = 11;
+  const size = 8;
+  const source = convStackModel(channels, layers, size);
+  const calibration = images(32, size, 3);
+  // One sample's activations: every Conv and Relu output, float32.
+  const activationBytes = layers * 2 * channels * size * size * 4;
+  const budget = 3 * source.byteLength + activationBytes;
+  const rssBefore = process.memoryUsage().rss;
+  const started = performance.now();
+  const result = await convertModel(source, {
+    ...DEFAULT_PIPELINE_OPTIONS,
+    mode: 'int8-static',
+    gates: { minCosine: -1, minTop1: 0, maxAccuracyDrop: 100 },
+    calibration: { method: 'minmax', percentile: 99.99, samples: calibration },
+    evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: calibration.slice(0, 4), latencyRuns: 3 },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const peakGrowth = process.resourceUsage().maxRSS * 1024 - rssBefore;
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+  console.log('\n## int8: calibration + conversion of a ~100 MB conv model, 32 calibration samples (convertModel, int8-static, minmax)\n');
+  console.log('| model | MiB | calibrate s | quantize s | optimize s | evaluate s | total s | vs 60 s | peak RSS growth MiB | budget MiB (3x model + activations) | vs budget | size ratio | cosine |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const t = (k: string) => ((result.timingsMs[k] ?? 0) / 1000).toFixed(1);
+  const cosine = Object.values(result.evaluation.outputs)[0]?.cosine ?? NaN;
+  console.log(
+    `| convStackModel(${channels}, ${layers}, ${size}) | ${mib(source.byteLength)} | ${t('calibrate')} | ${t('quantize')} | ${t('optimize')} | ${t('evaluate')} | ${seconds.toFixed(1)} | ${(seconds / 60).toFixed(2)}x | ${mib(peakGrowth)} | ${mib(budget)} | ${(peakGrowth / budget).toFixed(2)}x | ${(result.artifact.byteLength / source.byteLength).toFixed(3)}x | ${cosine.toFixed(4)} |`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_INT8_LARGE !== '0') await runLargeCase();
   console.log('\n## int8: int8-static vs fp32, one intra-op thread, interleaved (generated conv stacks, image-like inputs, 32 calibration / 64 held-out samples)\n');
   console.log('| model | activations | fp32 ms | int8 ms | latency ratio | size ratio | top-1 agreement | QDQ convs | calibrate + quantize ms | RSS growth / model MiB |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
