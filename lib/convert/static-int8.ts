@@ -332,7 +332,19 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   const params = new Map<string, { scale: number; zeroPoint: number }>();
   let counter = 0;
 
-  const paramsOf = (name: string) => {
+  // MaxPool and Resize on a quantized tensor pass its 8-bit values through: a Conv reading their
+  // output quantizes it with their input's scale and zero point, so onnxruntime drops the
+  // DQ -> MaxPool/Resize -> Q round trip and runs them on the 8-bit data.
+  const quantizedOutputs = new Set([...plans.map((p) => p.output), ...adds.map((a) => a.outputs[0] ?? '')]);
+  const passThrough = new Map<string, string>();
+  for (const node of graph.nodes()) {
+    if (node.domain || !(node.opType === 'MaxPool' || node.opType === 'Resize') || node.outputs.length !== 1) continue;
+    const x = node.inputs[0] ?? '';
+    if (quantizedOutputs.has(x) || passThrough.has(x)) passThrough.set(node.outputs[0] ?? '', x);
+  }
+  const paramsOf = (name: string): { scale: number; zeroPoint: number } => {
+    const source = passThrough.get(name);
+    if (source !== undefined) return paramsOf(source);
     let p = params.get(name);
     if (!p) {
       const range = ranges.get(name);
