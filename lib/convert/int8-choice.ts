@@ -8,6 +8,46 @@ export interface Int8Choice {
   reason: string;
   /** Multiply-accumulates of one sample's run, by where they are spent (undefined when not measured). */
   macs?: { conv: number; matmul: number };
+  /** When int8-static was built and measured: its median latency against the float model's. */
+  staticLatency?: StaticLatency;
+}
+
+/** int8-static's measured median latency against the float model's, on the same sample and threads. */
+export interface StaticLatency {
+  floatMs: number;
+  int8Ms: number;
+  /** int8Ms / floatMs: above 1, the int8 model is slower. */
+  ratio: number;
+}
+
+/** The latency figures of an evaluation (original = the float model as onnxruntime loads it, optimized). */
+export function staticLatency(latencyMs: { original: number; converted: number }): StaticLatency {
+  const ratio = latencyMs.original > 0 ? latencyMs.converted / latencyMs.original : 1;
+  return { floatMs: latencyMs.original, int8Ms: latencyMs.converted, ratio };
+}
+
+const describeLatency = (l: StaticLatency) => `${l.ratio.toFixed(2)}x the float latency (${l.int8Ms.toFixed(3)} ms vs ${l.floatMs.toFixed(3)} ms)`;
+
+/** int8-static is not worth publishing when it measured slower than the float model. */
+export function staticIsSlower(l: StaticLatency): boolean {
+  return l.ratio > 1;
+}
+
+/**
+ * `mode: "int8"` after int8-static was measured: the choice with its latency recorded, or, when
+ * static was slower than float, the choice turned to what was published instead (`published`:
+ * int8-dynamic, or the optimized float model when dynamic found nothing to convert) and why.
+ */
+export function reconsiderStatic(choice: Int8Choice, l: StaticLatency, published: 'int8-dynamic' | 'float'): Int8Choice {
+  if (!staticIsSlower(l)) return { ...choice, staticLatency: l };
+  const instead =
+    published === 'int8-dynamic' ? 'published int8-dynamic instead' : 'int8-dynamic found no weight to convert, so published the optimized float model instead';
+  return { ...choice, chosen: 'int8-dynamic', reason: `${choice.reason}; but int8-static measured ${describeLatency(l)}; ${instead}`, staticLatency: l };
+}
+
+/** For an explicit `mode: "int8-static"` slower than float: the warning the report carries, else undefined. */
+export function slowStaticWarning(l: StaticLatency): string | undefined {
+  return staticIsSlower(l) ? `int8-static measured ${describeLatency(l)}; published as asked (mode "int8" would have fallen back to int8-dynamic)` : undefined;
 }
 
 const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);

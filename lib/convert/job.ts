@@ -62,7 +62,7 @@ async function publishNextVersion(
 /** What a conversion writes into its manifest, besides the registry's own fields. */
 interface ConversionRecord {
   version: number;
-  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string; modeChoice?: PipelineResult['modeChoice']; opsetUpgrade?: PipelineResult['opsetUpgrade'] };
+  conversion: { jobId: string; outcome: PipelineResult['outcome']; reason?: string; warning?: string; modeChoice?: PipelineResult['modeChoice']; opsetUpgrade?: PipelineResult['opsetUpgrade'] };
   evaluation: PipelineResult['evaluation'] & { passed: boolean; gates: PipelineResult['gates'] };
 }
 
@@ -97,6 +97,7 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
     outcome: conversion.outcome,
     ...(conversion.modeChoice ? { modeChoice: conversion.modeChoice } : {}),
     ...(conversion.opsetUpgrade ? { opsetUpgrade: conversion.opsetUpgrade } : {}),
+    ...(conversion.warning ? { warning: conversion.warning } : {}),
     reason: conversion.reason ?? (passed ? undefined : `gates failed: ${evaluation.gates.failures.join('; ')}; published as a candidate, no label moved`),
     figures: {
       compressionPercent: evaluation.bytes.compressionPercent,
@@ -310,6 +311,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
         ...(result.opsetUpgrade ? { opsetUpgrade: result.opsetUpgrade } : {}),
         outcome: result.outcome,
         reason: result.reason,
+        ...(result.warning ? { warning: result.warning } : {}),
         quantization: result.quantization,
         optimization: result.optimization,
         ...(options.classLabels ? { classLabels: options.classLabels } : {}),

@@ -16,7 +16,7 @@ import { quantizeModel, type QuantizationMode, type QuantizeReport } from './qua
 import { DEFAULT_CALIBRATION_OPTIONS, type CalibrationOptions, type TensorRange } from './calibrate';
 import { calibrateStatic, quantizeStaticModel } from './static-int8-mode';
 import { ConversionError } from './errors';
-import { chooseInt8Mode, type Int8Choice } from './int8-choice';
+import { chooseInt8Mode, reconsiderStatic, slowStaticWarning, staticIsSlower, staticLatency, type Int8Choice } from './int8-choice';
 import { accuracyReport, scoreModel, type LabelledSet } from './accuracy';
 
 /** Accuracy gates a converted model must pass to move its label. */
@@ -50,6 +50,8 @@ export interface PipelineOptions {
   evaluationSet?: LabelledSet;
   /** int8-static: keep in float each Conv that, quantized alone, costs more than this of the output cosine. */
   sensitivityThreshold?: number;
+  /** int8-static activation type (uint8 when absent). Internal, for the bench: not an upload option. */
+  staticActivations?: 'uint8' | 'int8';
 }
 
 export const DEFAULT_PIPELINE_OPTIONS: PipelineOptions = {
@@ -79,6 +81,8 @@ export interface PipelineResult {
   modeChoice?: Int8Choice;
   /** The default-domain opset upgrade the quantization needed, when the upload was older. */
   opsetUpgrade?: OpsetUpgrade;
+  /** Something the published model does worse than asked, said plainly (an int8-static slower than float). */
+  warning?: string;
   optimization: {
     level: string;
     /** GELUs written in the form onnxruntime fuses (`Mul(x, 1/sqrt2)` -> `Div(x, sqrt2)`). */
@@ -331,24 +335,36 @@ export async function convertModel(source: Uint8Array, options: PipelineOptions)
     } else opsetUpgrade = undefined;
   }
   const upgradedBy = opsetUpgrade ? { opsetUpgrade } : {};
-  const first = { ...(await withFusionGuard(mode, '', input)), ...chosen, ...upgradedBy };
-  const gates = checkGates(first.evaluation, options.gates);
-  if (gates.passed || mode === 'none') {
-    const nothing = mode !== 'none' && first.quantization.tensors === 0;
-    const reason = nothing
-      ? `${mode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
-      : undefined;
-    return { ...first, outcome: 'converted', ...(reason ? { reason } : {}), gates, timingsMs };
-  }
-  // The fallback stays as close to the upload as a float model can: optimized, nothing fused.
-  const fallback = await attempt('none', 'Fallback', false);
-  return {
-    ...fallback,
-    ...chosen,
-    ...upgradedBy,
-    outcome: 'float-fallback',
-    reason: `${mode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
-    gates: checkGates(fallback.evaluation, options.gates),
-    timingsMs,
+  type Candidate = Awaited<ReturnType<typeof attempt>>;
+  /** Gates a candidate: published when it passes, else the optimized float model with the failures. */
+  const publish = async (candidate: Candidate, candidateMode: QuantizationMode, choice: Int8Choice | undefined, warning?: string): Promise<PipelineResult> => {
+    const extra = { ...(choice ? { modeChoice: choice } : {}), ...upgradedBy };
+    const gates = checkGates(candidate.evaluation, options.gates);
+    if (gates.passed || candidateMode === 'none') {
+      const nothing = candidateMode !== 'none' && candidate.quantization.tensors === 0;
+      const reason = nothing
+        ? `${candidateMode} found no weight to convert (none of at least ${options.minElements} elements in a supported op); published the optimized model as it was`
+        : undefined;
+      return { ...candidate, ...extra, outcome: 'converted', ...(reason ? { reason } : {}), ...(warning ? { warning } : {}), gates, timingsMs };
+    }
+    // The fallback stays as close to the upload as a float model can: optimized, nothing fused.
+    const fallback = await attempt('none', 'Fallback', false);
+    return {
+      ...fallback,
+      ...extra,
+      outcome: 'float-fallback',
+      reason: `${candidateMode} failed its gates (${gates.failures.join('; ')}); published the optimized float model instead`,
+      gates: checkGates(fallback.evaluation, options.gates),
+      timingsMs,
+    };
   };
+  const first = await withFusionGuard(mode, '', input);
+  if (mode !== 'int8-static') return publish(first, mode, modeChoice);
+  // An int8 model slower than its float one is not published without saying so: mode "int8"
+  // falls back to int8-dynamic (which leaves Convs float), an explicit int8-static warns.
+  const measured = staticLatency(first.evaluation.latencyMs);
+  if (!modeChoice) return publish(first, mode, undefined, slowStaticWarning(measured));
+  if (!staticIsSlower(measured)) return publish(first, mode, reconsiderStatic(modeChoice, measured, 'int8-dynamic'));
+  const dynamic = await withFusionGuard('int8-dynamic', 'Dynamic', input);
+  return publish(dynamic, 'int8-dynamic', reconsiderStatic(modeChoice, measured, dynamic.quantization.tensors > 0 ? 'int8-dynamic' : 'float'));
 }

@@ -40,7 +40,11 @@ export function quantizeStaticModel(
 ): QuantizeReport {
   let report;
   try {
-    report = quantizeStatic(model, ranges, { keepFloat: options.keepFloat, ...(sensitivity ? { sensitive: sensitivity.sensitive } : {}) });
+    report = quantizeStatic(model, ranges, {
+      keepFloat: options.keepFloat,
+      ...(sensitivity ? { sensitive: sensitivity.sensitive } : {}),
+      ...(options.staticActivations ? { activations: options.staticActivations } : {}),
+    });
     if (sensitivity) report.sensitivity = { threshold: sensitivity.threshold, costs: sensitivity.costs };
   } catch (err) {
     throw new ConversionError((err as Error).message);

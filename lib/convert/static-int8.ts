@@ -11,6 +11,11 @@ export interface StaticInt8Options {
   keepFloat: readonly string[];
   /** Convs (by node name, or output name for an unnamed node) the sensitivity pass keeps in float, with why. */
   sensitive?: Readonly<Record<string, string>>;
+  /**
+   * Activation type: `uint8` (what the job writes) or `int8` (zero point - 128, same scale and
+   * grid). Internal: the bench measures both; uploads cannot choose.
+   */
+  activations?: 'uint8' | 'int8';
 }
 
 export interface StaticInt8Report {
@@ -327,7 +332,19 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   const params = new Map<string, { scale: number; zeroPoint: number }>();
   let counter = 0;
 
-  const paramsOf = (name: string) => {
+  // MaxPool and Resize on a quantized tensor pass its 8-bit values through: a Conv reading their
+  // output quantizes it with their input's scale and zero point, so onnxruntime drops the
+  // DQ -> MaxPool/Resize -> Q round trip and runs them on the 8-bit data.
+  const quantizedOutputs = new Set([...plans.map((p) => p.output), ...adds.map((a) => a.outputs[0] ?? '')]);
+  const passThrough = new Map<string, string>();
+  for (const node of graph.nodes()) {
+    if (node.domain || !(node.opType === 'MaxPool' || node.opType === 'Resize') || node.outputs.length !== 1) continue;
+    const x = node.inputs[0] ?? '';
+    if (quantizedOutputs.has(x) || passThrough.has(x)) passThrough.set(node.outputs[0] ?? '', x);
+  }
+  const paramsOf = (name: string): { scale: number; zeroPoint: number } => {
+    const source = passThrough.get(name);
+    if (source !== undefined) return paramsOf(source);
     let p = params.get(name);
     if (!p) {
       const range = ranges.get(name);
@@ -340,7 +357,11 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   const scalarParams = (base: string, name: string): [string, string] => {
     const { scale, zeroPoint } = paramsOf(name);
     initializers.push(makeTensor(`${base}_scale`, DATA_TYPE.FLOAT, [], bytesOf(Float32Array.of(scale))));
-    initializers.push(makeTensor(`${base}_zero`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)));
+    initializers.push(
+      options.activations === 'int8'
+        ? makeTensor(`${base}_zero`, DATA_TYPE.INT8, [], bytesOf(Int8Array.of(zeroPoint - 128)))
+        : makeTensor(`${base}_zero`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)),
+    );
     return [`${base}_scale`, `${base}_zero`];
   };
 

@@ -29,6 +29,8 @@ export interface JobReport {
   label?: string | null;
   labelMoved?: boolean;
   outcome?: PipelineResult['outcome'];
+  /** Something the published model does worse than asked (an int8-static slower than float). */
+  warning?: string;
   /** For `mode: "int8"`: which mode it picked and why. */
   modeChoice?: PipelineResult['modeChoice'];
   /** The opset upgrade the quantization needed, when the upload was older. */

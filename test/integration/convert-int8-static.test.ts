@@ -36,14 +36,14 @@ async function runConvert(key: string, body: Uint8Array, sidecar: unknown): Prom
 const SIZE = 16;
 
 /** Image-like samples in OIP JSON: smooth gradients plus texture, in [0, 1]. */
-function imageSamples(count: number, seed: number) {
+function imageSamples(count: number, seed: number, size = SIZE) {
   const rand = prng(seed);
   return Array.from({ length: count }, () => {
     const [a, b, c] = [rand(), rand(), rand()];
     const data: number[] = [];
     for (let ch = 0; ch < 3; ch++)
-      for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) data.push(Math.min(1, Math.max(0, (0.5 * (a * x + b * y)) / SIZE + 0.3 * c * (ch / 2) + 0.2 * rand())));
-    return { image: { shape: [1, 3, SIZE, SIZE], datatype: 'FP32', data } };
+      for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data.push(Math.min(1, Math.max(0, (0.5 * (a * x + b * y)) / size + 0.3 * c * (ch / 2) + 0.2 * rand())));
+    return { image: { shape: [1, 3, size, size], datatype: 'FP32', data } };
   });
 }
 
@@ -184,7 +184,9 @@ describe('int8-static: calibration files under uploads/<model>/', () => {
 
 describe('mode int8: the job picks static or dynamic per model and says why', () => {
   test('a conv net with calibration samples becomes int8-static', async () => {
-    const report = await runConvert('uploads/auto/net.onnx', convStackModel(16, 3, SIZE), { mode: 'int8', sampleInputs: imageSamples(8, 31) });
+    // 64 channels on 32x32: compute-bound, int8-static measured ~0.35x the float latency here
+    // (a smaller net can measure slower than float, and mode int8 then falls back, tested below).
+    const report = await runConvert('uploads/auto/net.onnx', convStackModel(64, 3, 32), { mode: 'int8', sampleInputs: imageSamples(8, 31, 32) });
     expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted', modeChoice: { chosen: 'int8-static' } });
     expect(report.modeChoice!.reason).toMatch(/% of .* multiply-accumulates are in Conv, and 8 calibration samples are given$/);
     const manifest = (await store.getJson(keys.manifest('auto', 1))) as { conversion: { mode: string; modeChoice: unknown; quantization: { mode: string } } };
@@ -199,6 +201,45 @@ describe('mode int8: the job picks static or dynamic per model and says why', ()
     });
     const manifest = (await store.getJson(keys.manifest('autodyn', 1))) as { conversion: { quantization: { mode: string } } };
     expect(manifest.conversion.quantization.mode).toBe('int8-dynamic');
+  });
+});
+
+describe('an int8-static slower than float is never published without saying so', () => {
+  // Tiny convs on an 8x8 input: measured here 1.1-1.7x the float latency in int8-static (the
+  // Q/DQ and requantization cost more than the few multiply-accumulates save). Timings vary, so
+  // the tests check that the report explains its choice with its own measured figures.
+  const tiny = () => convStackModel(8, 3, 8);
+
+  test('mode int8: the published mode agrees with the measured static/float latency ratio', async () => {
+    const report = await runConvert('uploads/slowauto/net.onnx', tiny(), { mode: 'int8', sampleInputs: imageSamples(8, 71, 8) });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    const measured = report.modeChoice!.staticLatency!;
+    expect(measured.ratio).toBeCloseTo(measured.int8Ms / measured.floatMs, 10);
+    const manifest = (await store.getJson(keys.manifest('slowauto', 1))) as { conversion: { modeChoice: unknown; quantization: { mode: string } } };
+    expect(manifest.conversion.modeChoice).toEqual(report.modeChoice);
+    if (measured.ratio > 1) {
+      expect(report.modeChoice!.chosen).toBe('int8-dynamic');
+      expect(report.modeChoice!.reason).toContain(`; but int8-static measured ${measured.ratio.toFixed(2)}x the float latency (${measured.int8Ms.toFixed(3)} ms vs ${measured.floatMs.toFixed(3)} ms); int8-dynamic found no weight to convert, so published the optimized float model instead`);
+      expect(manifest.conversion.quantization.mode).toBe('int8-dynamic');
+      // The Gemm head is under minElements: nothing converted, the artifact is float.
+      const ops = OnnxModel.decode(await store.getBytes(keys.artifact('slowauto', 1))).graph().nodes().map((n) => n.opType);
+      expect(ops.filter((o) => o.includes('Quantize') || o.startsWith('QLinear'))).toEqual([]);
+    } else {
+      expect(report.modeChoice!.chosen).toBe('int8-static');
+      expect(report.modeChoice!.reason).not.toContain('int8-static measured');
+      expect(manifest.conversion.quantization.mode).toBe('int8-static');
+    }
+  });
+
+  test('explicit int8-static: published as asked, with a warning exactly when it measured slower', async () => {
+    const report = await runConvert('uploads/slowstatic/net.onnx', tiny(), { mode: 'int8-static', sampleInputs: imageSamples(8, 72, 8) });
+    expect(report).toMatchObject({ status: 'succeeded', outcome: 'converted' });
+    const { original, converted } = report.figures!.latencyMs;
+    const manifest = (await store.getJson(keys.manifest('slowstatic', 1))) as { conversion: { warning?: string; quantization: { mode: string } } };
+    expect(manifest.conversion.quantization.mode).toBe('int8-static');
+    expect(manifest.conversion.warning).toBe(report.warning);
+    if (converted > original) expect(report.warning).toBe(`int8-static measured ${(converted / original).toFixed(2)}x the float latency (${converted.toFixed(3)} ms vs ${original.toFixed(3)} ms); published as asked (mode "int8" would have fallen back to int8-dynamic)`);
+    else expect(report.warning).toBeUndefined();
   });
 });
 

@@ -1,5 +1,5 @@
 import { Tensor } from 'onnxruntime-node';
-import { chooseInt8Mode, countMacs } from '../../lib/convert/int8-choice';
+import { chooseInt8Mode, countMacs, reconsiderStatic, slowStaticWarning, staticIsSlower, staticLatency } from '../../lib/convert/int8-choice';
 import { convStackModel, denseStackModel, prng } from '../helpers/models';
 
 function images(count: number, size: number): Record<string, Tensor>[] {
@@ -41,5 +41,39 @@ describe('mode int8: static or dynamic by where the multiply-accumulates are', (
     const choice = await chooseInt8Mode(denseStackModel(64, 4), vectors(8, 64, 1), 1);
     expect(choice).toMatchObject({ chosen: 'int8-dynamic', macs: { conv: 0, matmul: 4 * 64 * 64 } });
     expect(choice.reason).toBe('0.0% of 1.64e+4 multiply-accumulates are in Conv; MatMul/Gemm dominate, and int8-dynamic quantizes those');
+  });
+});
+
+describe('mode int8: an int8-static slower than float is not published as the choice', () => {
+  const choice = { chosen: 'int8-static' as const, reason: '99.9% of 8.76e+4 multiply-accumulates are in Conv, and 8 calibration samples are given' };
+
+  it('reads the ratio from the evaluation latencies (original = the float model)', () => {
+    expect(staticLatency({ original: 2, converted: 2.74 })).toEqual({ floatMs: 2, int8Ms: 2.74, ratio: 1.37 });
+    expect(staticIsSlower(staticLatency({ original: 2, converted: 2 }))).toBe(false);
+    expect(staticIsSlower(staticLatency({ original: 2, converted: 2.002 }))).toBe(true);
+  });
+
+  it('keeps static when it is not slower, recording the figures', () => {
+    const l = staticLatency({ original: 2, converted: 1.2 });
+    expect(reconsiderStatic(choice, l, 'int8-dynamic')).toEqual({ ...choice, staticLatency: l });
+    expect(slowStaticWarning(l)).toBeUndefined();
+  });
+
+  it('turns to int8-dynamic when static is slower, saying why and what was published', () => {
+    const l = staticLatency({ original: 2, converted: 2.74 });
+    expect(reconsiderStatic(choice, l, 'int8-dynamic')).toEqual({
+      chosen: 'int8-dynamic',
+      reason: `${choice.reason}; but int8-static measured 1.37x the float latency (2.740 ms vs 2.000 ms); published int8-dynamic instead`,
+      staticLatency: l,
+    });
+    expect(reconsiderStatic(choice, l, 'float').reason).toBe(
+      `${choice.reason}; but int8-static measured 1.37x the float latency (2.740 ms vs 2.000 ms); int8-dynamic found no weight to convert, so published the optimized float model instead`,
+    );
+  });
+
+  it('warns an explicit int8-static that is slower', () => {
+    expect(slowStaticWarning(staticLatency({ original: 2, converted: 2.74 }))).toBe(
+      'int8-static measured 1.37x the float latency (2.740 ms vs 2.000 ms); published as asked (mode "int8" would have fallen back to int8-dynamic)',
+    );
   });
 });

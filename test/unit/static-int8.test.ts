@@ -120,6 +120,28 @@ describe('static int8 (QDQ) for convolutions', () => {
     }
   });
 
+  it('with s8 activations (internal option): the same grid; onnxruntime fuses QLinearConv and rewrites it to u8 itself', async () => {
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), calibration);
+    quantizeStatic(model, ranges, { keepFloat: [], activations: 'int8' });
+    const s8 = model.encode();
+    const zeros = OnnxModel.decode(s8).graph().initializers().filter((t) => t.name.endsWith('_zero'));
+    expect(zeros.length).toBeGreaterThan(0);
+    for (const z of zeros) expect(z.dataType).toBe(3); // int8 zero points
+    const runtime = await runtimeGraph(s8, 'all');
+    const ops = runtime.graph().nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(3);
+    expect(ops).not.toContain('Conv');
+    const inits = new Map(runtime.graph().initializers().map((t) => [t.name, t]));
+    const zpTypes = runtime.graph().nodes().filter((n) => n.opType === 'QLinearConv').map((n) => inits.get(n.inputs[2]!)?.dataType);
+    // onnxruntime 1.30 on x86 turns the s8 activation Q/DQ into u8 (zero point + 128) before
+    // fusing: the kernel that runs is the u8 x s8 QLinearConv either way.
+    expect(zpTypes).toEqual([2, 2, 2]);
+    const { bytes: u8 } = await quantized(source, calibration);
+    const [a, b] = [await outputs(u8, held), await outputs(s8, held)];
+    expect(cosine(a, b)).toBeGreaterThan(0.9999);
+  });
+
   it('answers as the float model does on held-out images', async () => {
     const { bytes } = await quantized(source, calibration);
     const [a, b] = [await outputs(source, held), await outputs(bytes, held)];
@@ -250,7 +272,7 @@ describe('a residual Add of two quantized Conv outputs', () => {
       graph: {
         name: 'residual',
         inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
-        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 8, 16, 16] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 8, 4, 4] }],
         initializers: [floatTensor('ka', [8, 3, 3, 3], w(216, 0.4)), floatTensor('kb', [8, 8, 3, 3], w(576, 0.2)), floatTensor('kc', [8, 8, 3, 3], w(576, 0.2))],
         nodes: [
           { opType: 'Conv', inputs: ['image', 'ka'], outputs: ['a'], attributes: pads },
@@ -288,6 +310,88 @@ describe('a residual Add of two quantized Conv outputs', () => {
       } finally {
         await s.release();
       }
+    };
+    expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.99);
+  });
+});
+
+/**
+ * image[1, 3, 16, 16] -> Conv 8 -> MaxPool 2x2 -> Conv 8 -> Relu -> Resize x0.5 (nearest) -> Conv 8
+ * -> y: the pass-through ops between quantized Convs. No Relu before the MaxPool and a Resize
+ * that drops pixels, so their outputs' calibrated ranges differ from their inputs'.
+ */
+function poolResizeNet(): Uint8Array {
+  const rand = prng(23);
+  const w = (n: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * 0.3);
+  return encodeModel({
+    opsets: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'pool_resize',
+      inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
+      outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 8, 4, 4] }],
+      initializers: [
+        floatTensor('k0', [8, 3, 3, 3], w(216)),
+        floatTensor('k1', [8, 8, 3, 3], w(576)),
+        floatTensor('k2', [8, 8, 3, 3], w(576)),
+        floatTensor('scales', [4], [1, 1, 0.5, 0.5]),
+      ],
+      nodes: [
+        { opType: 'Conv', name: 'conv0', inputs: ['image', 'k0'], outputs: ['c0'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+        { opType: 'MaxPool', name: 'pool', inputs: ['c0'], outputs: ['p0'], attributes: [{ name: 'kernel_shape', ints: [2, 2] }, { name: 'strides', ints: [2, 2] }] },
+        { opType: 'Conv', name: 'conv1', inputs: ['p0', 'k1'], outputs: ['c1'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+        { opType: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+        { opType: 'Resize', name: 'up', inputs: ['r1', '', 'scales'], outputs: ['u1'], attributes: [{ name: 'mode', s: 'nearest' }] },
+        { opType: 'Conv', name: 'conv2', inputs: ['u1', 'k2'], outputs: ['y'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+      ],
+    },
+  });
+}
+
+describe('int8-static: MaxPool and Resize between quantized Convs', () => {
+  const source = poolResizeNet();
+  const samples = (seed: number) => {
+    const rand = prng(seed);
+    return Array.from({ length: 8 }, () => ({ image: new Tensor('float32', Float32Array.from({ length: 768 }, rand), [1, 3, 16, 16]) }));
+  };
+
+  it('quantizes their outputs with their input\'s scale and zero point', async () => {
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), samples(1));
+    expect(quantizeStatic(model, ranges, { keepFloat: [] }).convs).toBe(3);
+    const graph = model.graph();
+    const inits = new Map(graph.initializers().map((t) => [t.name, t]));
+    const qOf = (tensor: string) => graph.nodes().find((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === tensor)!;
+    // Scales (each zero point comes from the same range as its scale).
+    const paramsOf = (q: { inputs: readonly string[] }) => inits.get(q.inputs[1]!)!.floats()[0];
+    // conv0's output Q and the Q conv1 puts on the MaxPool's output: the same; likewise conv1's and the Resize's.
+    const conv0Q = graph.nodes().find((n) => n.opType === 'QuantizeLinear' && n.name.startsWith('conv0') && n.name.endsWith('_yq'))!;
+    const conv1Q = graph.nodes().find((n) => n.opType === 'QuantizeLinear' && n.name.startsWith('conv1') && n.name.endsWith('_yq'))!;
+    expect(paramsOf(qOf('p0'))).toEqual(paramsOf(conv0Q));
+    expect(paramsOf(qOf('u1'))).toEqual(paramsOf(conv1Q));
+  });
+
+  it('onnxruntime runs MaxPool and Resize on the 8-bit data, between QLinearConvs, and the answers agree', async () => {
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), samples(1));
+    quantizeStatic(model, ranges, { keepFloat: [] });
+    const bytes = model.encode();
+    const runtime = (await runtimeGraph(bytes, 'extended')).graph();
+    const ops = runtime.nodes().map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(3);
+    // Only the image's Q and the last Conv's DQ are left: no DQ -> MaxPool/Resize -> Q round trip.
+    expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(1);
+    expect(ops.filter((o) => o === 'DequantizeLinear')).toHaveLength(1);
+    const producer = (name: string) => runtime.nodes().find((n) => n.outputs.includes(name))?.opType;
+    for (const op of ['MaxPool', 'Resize']) {
+      const node = runtime.nodes().find((n) => n.opType === op)!;
+      expect(producer(node.inputs[0]!)).toBe('QLinearConv');
+    }
+    const run = async (b: Uint8Array) => {
+      const s = await InferenceSession.create(b, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      const out: Float32Array[] = [];
+      for (const feeds of samples(2)) out.push((await s.run(feeds)).y!.data as Float32Array);
+      await s.release();
+      return out;
     };
     expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.99);
   });
