@@ -1,0 +1,93 @@
+// TF.js models built in test code: seeded weights, saved with TF.js's own IO to model.json + shard bytes.
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { prng } from '../../lib/convert/random';
+
+export { tf, tfl };
+
+export async function useCpuBackend(): Promise<void> {
+  await tf.setBackend('cpu');
+  await tf.ready();
+}
+
+/** Replaces every weight with seeded values; variances stay positive. */
+export function seedWeights(model: tfl.LayersModel, seed: number): void {
+  const rand = prng(seed);
+  const weights = model.weights.map((w) => {
+    const shape = w.shape as number[];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const positive = /variance/.test(w.name);
+    const data = Float32Array.from({ length: size }, () => (positive ? 0.5 + rand() : rand() * 2 - 1) * (/kernel|embeddings/.test(w.name) ? 0.5 : 1));
+    return tf.tensor(data, shape);
+  });
+  model.setWeights(weights);
+}
+
+export interface SavedTfjs {
+  modelJson: Uint8Array;
+  shards: Map<string, Uint8Array>;
+}
+
+/** The model as TF.js saves it: model.json with its weightsManifest, and one shard. */
+export async function saveTfjs(model: tfl.LayersModel): Promise<SavedTfjs> {
+  let saved: SavedTfjs | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const data = artifacts.weightData;
+      const bytes = data === undefined ? new Uint8Array(0) : new Uint8Array(Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : data);
+      const json = {
+        format: 'layers-model',
+        generatedBy: artifacts.generatedBy,
+        convertedBy: artifacts.convertedBy,
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: artifacts.weightSpecs ?? [] }],
+      };
+      saved = { modelJson: new Uint8Array(Buffer.from(JSON.stringify(json))), shards: new Map([['group1-shard1of1.bin', bytes]]) };
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  return saved!;
+}
+
+/** Seeded inputs for the model's inputs: floats in [-1, 1), or ints below `intRange` for int32 inputs. */
+export function seededInputs(model: tfl.LayersModel, batch: number, seed: number, intRange = 10): { name: string; shape: number[]; data: Float32Array | Int32Array; dtype: 'float32' | 'int32' }[] {
+  const rand = prng(seed);
+  return model.inputs.map((input, i) => {
+    const shape = [batch, ...input.shape.slice(1).map((d) => d ?? 5)];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const dtype = input.dtype === 'int32' ? 'int32' : 'float32';
+    const data = dtype === 'int32' ? Int32Array.from({ length: size }, () => Math.floor(rand() * intRange)) : Float32Array.from({ length: size }, () => rand() * 2 - 1);
+    return { name: model.inputNames[i]!, shape, data, dtype };
+  });
+}
+
+/** Largest absolute difference between TF.js's predict and onnxruntime's answer, per output. */
+export async function compareWithTfjs(model: tfl.LayersModel, onnx: Uint8Array, batch = 2, seed = 7): Promise<{ maxAbs: number[]; outputs: Record<string, Tensor> }> {
+  const inputs = seededInputs(model, batch, seed);
+  const predicted = model.predict(inputs.map((x) => tf.tensor(x.data, x.shape, x.dtype)));
+  const expected = (Array.isArray(predicted) ? predicted : [predicted]).map((t) => ({ shape: t.shape, data: t.dataSync() as Float32Array }));
+  const session = await InferenceSession.create(onnx, { logSeverityLevel: 3, intraOpNumThreads: 1 });
+  try {
+    const feeds: Record<string, Tensor> = {};
+    for (const x of inputs) feeds[x.name] = new Tensor(x.dtype, x.data, x.shape);
+    const outputs = await session.run(feeds);
+    const maxAbs = model.outputNames.map((name, i) => {
+      const got = outputs[name];
+      const want = expected[i]!;
+      if (!got) throw new Error(`onnx has no output "${name}" (has ${Object.keys(outputs).join(', ')})`);
+      if (JSON.stringify(got.dims) !== JSON.stringify(want.shape)) throw new Error(`output "${name}": dims ${JSON.stringify(got.dims)} != ${JSON.stringify(want.shape)}`);
+      const data = got.data as Float32Array;
+      let max = 0;
+      for (let k = 0; k < data.length; k++) {
+        const d = Math.abs(data[k]! - want.data[k]!);
+        max = Number.isNaN(d) ? Infinity : Math.max(max, d);
+      }
+      return max;
+    });
+    return { maxAbs, outputs };
+  } finally {
+    await session.release();
+  }
+}

@@ -1,0 +1,250 @@
+import { ConversionError } from '../../lib/convert/pipeline';
+import { importTfjsLayersModel } from '../../lib/convert/import/tfjs-layers-model';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { encodeModel } from '../../lib/onnx/writer';
+import { compareWithTfjs, saveTfjs, seedWeights, tfl, useCpuBackend } from '../helpers/tfjs';
+
+beforeAll(useCpuBackend);
+
+async function convert(model: tfl.LayersModel): Promise<Uint8Array> {
+  const saved = await saveTfjs(model);
+  return encodeModel(
+    importTfjsLayersModel(saved.modelJson, (p) => {
+      const s = saved.shards.get(p);
+      if (!s) throw new Error(`no shard ${p}`);
+      return s;
+    }),
+  );
+}
+
+/** Converts, runs both and expects every output within 1e-4. */
+async function expectMatches(model: tfl.LayersModel, seed = 1): Promise<void> {
+  seedWeights(model, seed);
+  const onnx = await convert(model);
+  const { maxAbs } = await compareWithTfjs(model, onnx);
+  expect(maxAbs.length).toBe(model.outputs.length);
+  for (const m of maxAbs) expect(m).toBeLessThanOrEqual(1e-4);
+}
+
+function seq(inputShape: number[], layers: tfl.layers.Layer[]): tfl.Sequential {
+  const model = tfl.sequential();
+  model.add(tfl.layers.inputLayer({ inputShape }));
+  for (const l of layers) model.add(l);
+  return model;
+}
+
+describe('TF.js layers model -> ONNX, compared with TF.js predict', () => {
+  test('Dense on rank 2 and rank 3 inputs, with and without bias', async () => {
+    await expectMatches(seq([6], [tfl.layers.dense({ units: 5, activation: 'relu' }), tfl.layers.dense({ units: 3, useBias: false })]));
+    await expectMatches(seq([4, 6], [tfl.layers.dense({ units: 5, activation: 'tanh' })]));
+  });
+
+  test.each(['relu', 'relu6', 'sigmoid', 'tanh', 'softmax', 'swish', 'elu', 'selu', 'softplus', 'softsign', 'linear', 'hardSigmoid', 'gelu', 'gelu_new', 'mish'])(
+    'Activation %s',
+    async (name) => {
+      await expectMatches(seq([8], [tfl.layers.dense({ units: 6 }), tfl.layers.activation({ activation: name as 'relu' })]));
+    },
+  );
+
+  test('ReLU(max_value), LeakyReLU (default slope 0.3), PReLU, ELU, ThresholdedReLU, Softmax layers', async () => {
+    await expectMatches(seq([4, 4, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same' }), tfl.layers.reLU({ maxValue: 0.4 })]));
+    await expectMatches(seq([10], [tfl.layers.leakyReLU()]));
+    await expectMatches(seq([4, 4, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: 1 }), tfl.layers.prelu(), tfl.layers.flatten()]));
+    await expectMatches(seq([10], [tfl.layers.elu(), tfl.layers.thresholdedReLU({ theta: 0.2 }), tfl.layers.softmax()]));
+  });
+
+  test('Conv2D: valid and same padding, strides, dilation; then Flatten in Keras order', async () => {
+    await expectMatches(seq([9, 8, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'valid', activation: 'relu' }), tfl.layers.flatten(), tfl.layers.dense({ units: 3 })]));
+    await expectMatches(seq([9, 8, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: [3, 2], strides: 2, padding: 'same' }), tfl.layers.flatten()]));
+    await expectMatches(seq([10, 10, 2], [tfl.layers.conv2d({ filters: 3, kernelSize: 3, dilationRate: 2, padding: 'same', useBias: false })]));
+    await expectMatches(seq([8, 7, 2], [tfl.layers.conv2d({ filters: 3, kernelSize: 4, strides: [2, 3], padding: 'same' })]));
+  });
+
+  test('Conv1D (valid, same, strides, dilation) and 1-D pooling', async () => {
+    await expectMatches(seq([12, 3], [tfl.layers.conv1d({ filters: 4, kernelSize: 3, padding: 'same', strides: 2 }), tfl.layers.maxPooling1d({ poolSize: 2 })]));
+    await expectMatches(seq([12, 3], [tfl.layers.conv1d({ filters: 4, kernelSize: 3, padding: 'valid', dilationRate: 2 }), tfl.layers.averagePooling1d({ poolSize: 3, strides: 2, padding: 'same' })]));
+    await expectMatches(seq([12, 3], [tfl.layers.conv1d({ filters: 4, kernelSize: 5 }), tfl.layers.globalAveragePooling1d()]));
+    await expectMatches(seq([12, 3], [tfl.layers.conv1d({ filters: 4, kernelSize: 2 }), tfl.layers.globalMaxPooling1d()]));
+  });
+
+  test('DepthwiseConv2D with a depth multiplier, SeparableConv2D, Conv2DTranspose (valid and same)', async () => {
+    await expectMatches(seq([8, 8, 3], [tfl.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', strides: 2 })]));
+    await expectMatches(seq([8, 8, 3], [tfl.layers.separableConv2d({ filters: 5, kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu' })]));
+    await expectMatches(seq([5, 4, 3], [tfl.layers.conv2dTranspose({ filters: 2, kernelSize: 3, strides: 2, padding: 'same' })]));
+    await expectMatches(seq([5, 4, 3], [tfl.layers.conv2dTranspose({ filters: 2, kernelSize: 3, strides: 2, padding: 'valid' })]));
+    await expectMatches(seq([5, 4, 3], [tfl.layers.conv2dTranspose({ filters: 2, kernelSize: 2, strides: 3, padding: 'same' })]));
+  });
+
+  test('BatchNormalization (after a conv, center/scale off) and LayerNormalization', async () => {
+    await expectMatches(seq([6, 6, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: 3 }), tfl.layers.batchNormalization({ epsilon: 0.01 })]));
+    await expectMatches(seq([6, 6, 3], [tfl.layers.batchNormalization({ center: false, scale: false })]));
+  });
+
+  test('BatchNormalization on a non-last axis, checked against the formula (tfjs-backend-cpu indexes it by the last axis)', async () => {
+    const model = seq([5, 4], [tfl.layers.batchNormalization({ axis: 1, epsilon: 0.001 })]);
+    seedWeights(model, 2);
+    const [gamma, beta, mean, variance] = model.getWeights().map((w) => w.dataSync() as Float32Array);
+    const onnx = await convert(model);
+    const session = await InferenceSession.create(onnx, { logSeverityLevel: 3 });
+    const x = Float32Array.from({ length: 20 }, (_, i) => (i % 7) / 3 - 1);
+    const y = (await session.run({ [model.inputNames[0]!]: new Tensor('float32', x, [1, 5, 4]) }))[model.outputNames[0]!]!.data as Float32Array;
+    await session.release();
+    let max = 0;
+    for (let i = 0; i < 20; i++) {
+      const c = Math.floor(i / 4);
+      const want = ((x[i]! - mean![c]!) / Math.sqrt(variance![c]! + 0.001)) * gamma![c]! + beta![c]!;
+      max = Math.max(max, Math.abs(want - y[i]!));
+    }
+    expect(max).toBeLessThanOrEqual(1e-5);
+    await expectMatches(seq([5, 4], [tfl.layers.layerNormalization({ epsilon: 1e-3 })]));
+  });
+
+  test('pooling 2-D (same-padding average does not count the padding), global pooling', async () => {
+    await expectMatches(seq([7, 7, 3], [tfl.layers.averagePooling2d({ poolSize: 3, strides: 2, padding: 'same' })]));
+    await expectMatches(seq([7, 7, 3], [tfl.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'same' })]));
+    await expectMatches(seq([7, 7, 3], [tfl.layers.maxPooling2d({ poolSize: 3, padding: 'valid' }), tfl.layers.globalAveragePooling2d({})]));
+    await expectMatches(seq([7, 7, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: 1 }), tfl.layers.globalMaxPooling2d({})]));
+  });
+
+  test('ZeroPadding2D, Cropping2D, UpSampling2D (nearest, bilinear)', async () => {
+    await expectMatches(seq([5, 5, 2], [tfl.layers.zeroPadding2d({ padding: [[1, 2], [0, 3]] }), tfl.layers.conv2d({ filters: 2, kernelSize: 3 })]));
+    await expectMatches(seq([6, 7, 2], [tfl.layers.cropping2D({ cropping: [[1, 0], [2, 1]] })]));
+    await expectMatches(seq([3, 4, 2], [tfl.layers.upSampling2d({ size: [2, 3] })]));
+    await expectMatches(seq([3, 4, 2], [tfl.layers.upSampling2d({ size: [2, 2], interpolation: 'bilinear' })]));
+  });
+
+  test('Reshape, Permute, Flatten after Permute, Dropout variants and Rescaling', async () => {
+    await expectMatches(seq([12], [tfl.layers.reshape({ targetShape: [3, 4] }), tfl.layers.permute({ dims: [2, 1] }), tfl.layers.flatten(), tfl.layers.dropout({ rate: 0.5 })]));
+    await expectMatches(seq([4, 4, 3], [tfl.layers.conv2d({ filters: 2, kernelSize: 1 }), tfl.layers.reshape({ targetShape: [-1, 2] })]));
+    await expectMatches(seq([4, 4, 3], [tfl.layers.rescaling({ scale: 1 / 127.5, offset: -1 }), tfl.layers.gaussianNoise({ stddev: 1 }), tfl.layers.conv2d({ filters: 2, kernelSize: 1 })]));
+    await expectMatches(seq([6, 3], [tfl.layers.spatialDropout1d({ rate: 0.3 }), tfl.layers.flatten()]));
+    await expectMatches(seq([6], [tfl.layers.alphaDropout({ rate: 0.2 }), tfl.layers.gaussianDropout({ rate: 0.2 }), tfl.layers.dense({ units: 2 })]));
+  });
+
+  test('Embedding on an int32 input', async () => {
+    const input = tfl.input({ shape: [5], dtype: 'int32', name: 'tokens' });
+    const out = tfl.layers.globalAveragePooling1d().apply(tfl.layers.embedding({ inputDim: 10, outputDim: 4 }).apply(input)) as tfl.SymbolicTensor;
+    await expectMatches(tfl.model({ inputs: input, outputs: out }));
+  });
+
+  test('functional: two inputs, two outputs, merges across layouts, a shared layer and a nested model', async () => {
+    const image = tfl.input({ shape: [6, 6, 3], name: 'image' });
+    const extra = tfl.input({ shape: [6, 6, 3], name: 'extra' });
+    const shared = tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'shared_conv' });
+    const a = shared.apply(image) as tfl.SymbolicTensor;
+    const b = shared.apply(extra) as tfl.SymbolicTensor;
+    const merged = [
+      tfl.layers.add().apply([a, b]),
+      tfl.layers.multiply().apply([a, b]),
+      tfl.layers.average().apply([a, b]),
+      tfl.layers.maximum().apply([a, b]),
+      tfl.layers.minimum().apply([a, b]),
+    ] as tfl.SymbolicTensor[];
+    const cat = tfl.layers.concatenate({ axis: -1 }).apply([...merged, extra]) as tfl.SymbolicTensor;
+    const inner = seq([6, 6, 23], [tfl.layers.conv2d({ filters: 3, kernelSize: 1, activation: 'relu' }), tfl.layers.globalAveragePooling2d({})]);
+    const pooled = inner.apply(cat) as tfl.SymbolicTensor;
+    const head = tfl.layers.dense({ units: 2, activation: 'softmax', name: 'probs' }).apply(pooled) as tfl.SymbolicTensor;
+    const mapOut = tfl.layers.concatenate({ axis: 1 }).apply([a, b]) as tfl.SymbolicTensor;
+    await expectMatches(tfl.model({ inputs: [image, extra], outputs: [head, mapOut] }));
+  });
+
+  test('the ONNX interface keeps Keras names, NHWC shapes and dtypes', async () => {
+    const model = seq([8, 8, 3], [tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', name: 'c1' }), tfl.layers.conv2d({ filters: 2, kernelSize: 1, name: 'c2' })]);
+    seedWeights(model, 3);
+    const saved = await saveTfjs(model);
+    const def = importTfjsLayersModel(saved.modelJson, (p) => saved.shards.get(p)!);
+    expect(def.graph.inputs.map((i) => [i.name, i.shape, i.elemType])).toEqual([[model.inputNames[0], ['batch', 8, 8, 3], 1]]);
+    expect(def.graph.outputs.map((o) => [o.name, o.shape])).toEqual([['c2', ['batch', 4, 4, 2]]]);
+    // One transpose in, one out: none between the two convolutions.
+    expect(def.graph.nodes.filter((n) => n.opType === 'Transpose')).toHaveLength(2);
+  });
+});
+
+describe('TF.js weights: quantized and float16 shards are dequantized', () => {
+  test.each([
+    ['uint8', 1e-2],
+    ['uint16', 1e-4],
+    ['float16', 1e-3],
+  ] as const)('%s weights', async (dtype, tolerance) => {
+    const model = seq([6], [tfl.layers.dense({ units: 4, activation: 'tanh' })]);
+    seedWeights(model, 5);
+    const saved = await saveTfjs(model);
+    const json = JSON.parse(Buffer.from(saved.modelJson).toString()) as { weightsManifest: { weights: { name: string; shape: number[]; dtype: string; quantization?: object }[] }[] };
+    const floats = new Float32Array(saved.shards.get('group1-shard1of1.bin')!.slice().buffer);
+    const chunks: Buffer[] = [];
+    let at = 0;
+    for (const w of json.weightsManifest[0]!.weights) {
+      const n = w.shape.reduce((a, b) => a * b, 1);
+      const values = floats.subarray(at, at + n);
+      at += n;
+      if (dtype === 'float16') {
+        const buf = Buffer.alloc(2 * n);
+        values.forEach((v, i) => buf.writeUInt16LE(toHalf(v), 2 * i));
+        chunks.push(buf);
+        w.quantization = { dtype };
+      } else {
+        const levels = dtype === 'uint8' ? 255 : 65535;
+        const min = Math.min(...values);
+        const scale = (Math.max(...values) - min) / levels;
+        const buf = Buffer.alloc((dtype === 'uint8' ? 1 : 2) * n);
+        values.forEach((v, i) => (dtype === 'uint8' ? buf.writeUInt8(Math.round((v - min) / scale), i) : buf.writeUInt16LE(Math.round((v - min) / scale), 2 * i)));
+        chunks.push(buf);
+        w.quantization = { dtype, min, scale };
+      }
+    }
+    const def = importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => new Uint8Array(Buffer.concat(chunks)));
+    const { maxAbs } = await compareWithTfjs(model, encodeModel(def));
+    expect(maxAbs[0]).toBeLessThanOrEqual(tolerance);
+  });
+});
+
+/** float32 to IEEE half, round to nearest (normal range only, which seeded weights stay in). */
+function toHalf(v: number): number {
+  const f = new Float32Array([v]);
+  const bits = new Uint32Array(f.buffer)[0]!;
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = ((bits >>> 23) & 0xff) - 127 + 15;
+  if (exp <= 0) return sign;
+  const mant = bits & 0x7fffff;
+  let half = sign | (exp << 10) | (mant >>> 13);
+  if (mant & 0x1000) half++;
+  return half;
+}
+
+describe('refusals name the layer, its class and what is supported', () => {
+  test('an unsupported layer (RepeatVector) fails with a ConversionError', async () => {
+    const model = seq([4], [tfl.layers.dense({ units: 3, name: 'd' }), tfl.layers.repeatVector({ n: 2, name: 'rep' })]);
+    const saved = await saveTfjs(model);
+    const run = () => importTfjsLayersModel(saved.modelJson, (p) => saved.shards.get(p)!);
+    expect(run).toThrow(ConversionError);
+    expect(run).toThrow(/layer "rep" \(RepeatVector\) is not supported; supported layers: .*Conv2D.*Dense/);
+  });
+
+  test('a Lambda or custom layer is refused the same way', () => {
+    const json = {
+      format: 'layers-model',
+      modelTopology: {
+        keras_version: '2.15.0',
+        model_config: {
+          class_name: 'Sequential',
+          config: { name: 's', layers: [{ class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, 3] } }, { class_name: 'Lambda', config: { name: 'my_lambda' } }] },
+        },
+      },
+      weightsManifest: [],
+    };
+    expect(() => importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => new Uint8Array())).toThrow(
+      /layer "my_lambda" \(Lambda\) is not supported; supported layers: /,
+    );
+  });
+
+  test('a graph model is refused by name', () => {
+    const json = { format: 'graph-model', modelTopology: { node: [] }, weightsManifest: [] };
+    expect(() => importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => new Uint8Array())).toThrow(/graph model .*only layers models/);
+  });
+
+  test('a shard shorter than its manifest says is refused, naming the weight', async () => {
+    const model = seq([4], [tfl.layers.dense({ units: 3, name: 'short' })]);
+    const saved = await saveTfjs(model);
+    expect(() => importTfjsLayersModel(saved.modelJson, () => new Uint8Array(8))).toThrow(/weight "short\/kernel" ends at byte 48, past the 8 bytes/);
+  });
+});
