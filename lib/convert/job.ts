@@ -10,6 +10,8 @@ import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { checkDeclarations, DeclarationError } from '../prepost/declarations';
 import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions } from './options';
+import { importUpload } from './import/import-upload';
+import { DEFAULT_ZIP_LIMITS } from './import/zip';
 import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
 
@@ -157,7 +159,7 @@ async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
 export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Promise<JobReport | undefined> {
   const job = describeUpload(upload);
   if (!job) return undefined; // not an upload (sidecars, other files): nothing to do
-  const { model, file, jobId, validModel, reportKey } = job;
+  const { model, file, suffix, jobId, validModel, reportKey } = job;
 
   const existing = await deps.store.getJson(reportKey);
   if (existing !== undefined) return existing as JobReport;
@@ -189,9 +191,17 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       return await finish();
     }
 
-    const source = await deps.store.getBytes(upload.key, { expectedBytes: head.bytes });
+    let source: Uint8Array = await deps.store.getBytes(upload.key, { expectedBytes: head.bytes });
     report.source = { key: upload.key, etag: upload.etag ?? head.etag, bytes: source.byteLength, sha256: sha256Hex(source) };
     timingsMs.fetch = performance.now() - started;
+
+    if (suffix !== 'onnx') {
+      started = performance.now();
+      const imported = importUpload(suffix, source, { ...DEFAULT_ZIP_LIMITS, maxTotalBytes: deps.maxModelBytes });
+      source = imported.onnx;
+      report.import = { format: imported.format, onnxBytes: source.byteLength };
+      timingsMs.import = performance.now() - started;
+    }
 
     started = performance.now();
     validateModel(source, deps.maxModelBytes);
@@ -215,6 +225,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       model,
       ...specs,
       source: report.source,
+      ...(report.import ? { import: report.import } : {}),
       conversion: {
         jobId,
         mode: options.pipeline.mode,

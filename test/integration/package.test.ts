@@ -136,6 +136,11 @@ describe('serverless package', () => {
         Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
         Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.onnx' }] } },
       },
+      {
+        Event: 's3:ObjectCreated:*',
+        Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
+        Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.zip' }] } },
+      },
     ]);
     const [, invokeConfig] = resourcesOf('AWS::Lambda::EventInvokeConfig')[0]!;
     expect(invokeConfig.Properties).toMatchObject({
@@ -152,7 +157,10 @@ describe('serverless package', () => {
     expect(trigger.Properties).toMatchObject({
       FunctionName: 'onnx-lambda-test-convert',
       BucketName: 'onnx-lambda-test-models',
-      BucketConfigs: [{ Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] }],
+      BucketConfigs: [
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] },
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.zip' }] },
+      ],
     });
   });
 
