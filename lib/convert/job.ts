@@ -10,6 +10,7 @@ import { isNotFound, type ObjectStore } from '../storage/object-store';
 import { checkDeclarations, DeclarationError } from '../prepost/declarations';
 import { imageSampleFeeds } from '../prepost/samples';
 import { parseUploadOptions } from './options';
+import { checkImportFidelity, measureImportFidelity } from './import/fidelity';
 import { importUpload } from './import/import-upload';
 import { DEFAULT_ZIP_LIMITS } from './import/zip';
 import { ConversionError, convertModel, validateModel, type PipelineResult } from './pipeline';
@@ -201,6 +202,12 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       source = imported.onnx;
       report.import = { format: imported.format, onnxBytes: source.byteLength };
       timingsMs.import = performance.now() - started;
+      // The export is checked against the original before quantization can blur the two.
+      started = performance.now();
+      const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
+      report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
+      timingsMs.importFidelity = performance.now() - started;
+      checkImportFidelity(report.import.fidelity);
     }
 
     started = performance.now();

@@ -19,10 +19,15 @@ export interface UploadOptions {
   declarations?: Declarations;
   /** Sample inputs given as images: the job decodes them into `pipeline.evaluate.samples`. */
   imageSamples?: ImageSample[];
+  /** Keras/TF.js uploads: least cosine of each output of the ONNX export against the original. */
+  importMinCosine: number;
 }
 
+/** Default gate on every output's cosine between a Keras/TF.js original and its ONNX export. */
+export const DEFAULT_IMPORT_MIN_COSINE = 0.9999;
+
 const MODES: readonly QuantizationMode[] = ['int8-dynamic', 'int8-static', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'importMinCosine'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -75,7 +80,7 @@ function sample(value: unknown, index: number, images: ImageSample[]): Record<st
  */
 export function parseUploadOptions(raw: unknown): UploadOptions {
   const pipeline: PipelineOptions = { ...DEFAULT_PIPELINE_OPTIONS, gates: { ...DEFAULT_PIPELINE_OPTIONS.gates }, evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate } };
-  const out: UploadOptions = { pipeline, label: 'stable' };
+  const out: UploadOptions = { pipeline, label: 'stable', importMinCosine: DEFAULT_IMPORT_MIN_COSINE };
   if (raw === undefined) return out;
   if (!isObject(raw)) fail('the sidecar must hold a JSON object');
   const unknown = Object.keys(raw).filter((k) => !KNOWN_KEYS.includes(k));
@@ -129,6 +134,7 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);
     if (problem) fail(problem);
   }
+  if (raw.importMinCosine !== undefined) out.importMinCosine = number(raw.importMinCosine, 'importMinCosine', -1, 1);
   if (raw.classLabels !== undefined) {
     if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');
     out.classLabels = raw.classLabels;

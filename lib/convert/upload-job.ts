@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { keys } from '../registry/keys';
 import { MODEL_NAME_PATTERN } from '../registry/manifest';
 import type { ObjectStore } from '../storage/object-store';
+import type { ImportFidelity } from './import/fidelity';
 import type { PipelineResult } from './pipeline';
 
 /**
@@ -39,7 +40,7 @@ export interface JobReport {
   };
   gates?: PipelineResult['gates'];
   /** For an upload converted to ONNX first (a TF.js zip): what was read. */
-  import?: { format: string; onnxBytes: number };
+  import?: { format: string; onnxBytes: number; fidelity?: ImportFidelity };
   startedAt: string;
   finishedAt: string;
   timingsMs: Record<string, number>;

@@ -69,11 +69,18 @@ describe('a TF.js layers model uploaded as a zip goes through the conversion job
     const report = await runConvert('uploads/tfjs-cnn/classifier.zip', zip);
     expect(report).toMatchObject({ status: 'succeeded', model: 'tfjs-cnn', version: 1, import: { format: 'tfjs-layers' } });
     expect(report.timingsMs.import).toBeGreaterThan(0);
+    // Export fidelity, measured against TF.js before quantization, next to the quantization's own figures.
+    const fidelity = report.import!.fidelity!;
+    expect(fidelity).toMatchObject({ passed: true, minCosine: 0.9999 });
+    expect(fidelity.samples).toBeGreaterThan(0);
+    expect(fidelity.outputs.probs!.cosine).toBeGreaterThanOrEqual(0.9999);
+    expect(fidelity.outputs.probs!.maxAbsError).toBeLessThanOrEqual(1e-4);
+    expect(report.figures!.outputs.probs!.cosine).toBeGreaterThan(0.9);
     const manifest = (await store.getJson(keys.manifest('tfjs-cnn', 1))) as Record<string, any>;
     expect(manifest).toMatchObject({
       inputs: [{ name: 'image', datatype: 'FP32', shape: [-1, 16, 16, 3] }],
       outputs: [{ name: 'probs', datatype: 'FP32', shape: [-1, 10] }],
-      import: { format: 'tfjs-layers' },
+      import: { format: 'tfjs-layers', fidelity: { passed: true } },
       source: { key: 'uploads/tfjs-cnn/classifier.zip', bytes: zip.byteLength },
     });
 
@@ -90,6 +97,26 @@ describe('a TF.js layers model uploaded as a zip goes through the conversion job
     const argmax = (a: ArrayLike<number>) => Array.from(a).indexOf(Math.max(...Array.from(a)));
     expect(argmax(got)).toBe(argmax(want));
     for (let i = 0; i < 10; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(0.05);
+  });
+
+  test('an export that does not answer like TF.js fails the fidelity gate: the report names the output and figures, nothing is published', async () => {
+    // tfjs-backend-cpu normalizes a non-last BatchNormalization axis by the last axis; the export
+    // follows Keras's definition, so the two disagree and the gate must stop the job.
+    const model = tfl.sequential({ layers: [tfl.layers.inputLayer({ inputShape: [5, 4], name: 'x' }), tfl.layers.batchNormalization({ axis: 1, name: 'bn' })] });
+    seedWeights(model, 4);
+    const saved = await saveTfjs(model);
+    const zip = writeZip([{ name: 'model.json', data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name, data }))]);
+    const report = await runConvert('uploads/tfjs-drift/m.zip', zip);
+    expect(report.status).toBe('failed');
+    expect(report.reason).toMatch(/^import fidelity: the ONNX export does not answer like the original in TF\.js: output "bn": cosine 0\.\d+ < 0\.9999 \(max abs error [\d.e+-]+, mean [\d.e+-]+\); nothing was published$/);
+    expect(report.import!.fidelity).toMatchObject({ passed: false, minCosine: 0.9999 });
+    expect(await store.listKeys('models/tfjs-drift/')).toEqual([]);
+  });
+
+  test('importMinCosine is an upload option, checked like the others', async () => {
+    await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'uploads/tfjs-opt/m.json', Body: JSON.stringify({ importMinCosine: 2 }) }));
+    const report = await runConvert('uploads/tfjs-opt/m.zip', writeZip([{ name: 'model.json', data: new Uint8Array(Buffer.from('{}')) }]));
+    expect(report).toMatchObject({ status: 'failed', reason: 'options: "importMinCosine" must be a number in [-1, 1]' });
   });
 
   test('an unsupported layer fails the job, names the layer and class, publishes nothing', async () => {

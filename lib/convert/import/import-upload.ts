@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { encodeModel } from '../../onnx/writer';
 import { ConversionError } from '../pipeline';
-import { importTfjsLayersModel } from './tfjs-layers-model';
+import { readTfjsLayersModel, type TfjsArtifacts } from './tfjs-layers-model';
 import { ZipArchive, type ZipLimits } from './zip';
 
 /** Upload suffixes converted to ONNX before the pipeline, besides `.onnx` itself. */
@@ -12,6 +12,8 @@ export interface ImportResult {
   onnx: Uint8Array;
   /** What was read: `tfjs-layers` for a TF.js folder. */
   format: string;
+  /** The original as TF.js loads it, to measure the conversion against. */
+  tfjs: TfjsArtifacts;
 }
 
 /** The folder's model.json: at the archive's root, or the only one in it. */
@@ -28,12 +30,12 @@ export function importTfjsZip(bytes: Uint8Array, limits?: ZipLimits): ImportResu
   const zip = new ZipArchive(bytes, limits);
   const modelJson = findModelJson(zip);
   const dir = posix.dirname(modelJson);
-  const def = importTfjsLayersModel(zip.read(modelJson), (path) => {
+  const { def, artifacts } = readTfjsLayersModel(zip.read(modelJson), (path) => {
     const name = posix.normalize(posix.join(dir, path));
     if (!zip.has(name)) throw new ConversionError(`model.json names the weight file "${path}", which the zip does not hold`);
     return zip.read(name);
   });
-  return { onnx: encodeModel(def), format: 'tfjs-layers' };
+  return { onnx: encodeModel(def), format: 'tfjs-layers', tfjs: artifacts };
 }
 
 /** Converts an upload in one of IMPORT_SUFFIXES to ONNX bytes. */

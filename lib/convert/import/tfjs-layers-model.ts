@@ -14,6 +14,26 @@ export function maybeGunzip(bytes: Uint8Array): Uint8Array {
  * A graph model is refused by name.
  */
 export function importTfjsLayersModel(modelJson: Uint8Array, readShard: (path: string) => Uint8Array): ModelDef {
+  return readTfjsLayersModel(modelJson, readShard).def;
+}
+
+/** What TF.js itself needs to load the same model (for measuring the conversion against it). */
+export interface TfjsArtifacts {
+  modelTopology: object;
+  /** Every group's weight entries, in order. */
+  weightSpecs: object[];
+  /** Every group's shards, concatenated in the same order. */
+  weightData: ArrayBuffer;
+}
+
+/** The ONNX model of a TF.js layers model, and the artifacts TF.js loads it from. */
+export function readTfjsLayersModel(modelJson: Uint8Array, readShard: (path: string) => Uint8Array): { def: ModelDef; artifacts: TfjsArtifacts } {
+  const shards: Uint8Array[] = [];
+  const read = (p: string): Uint8Array => {
+    const bytes = maybeGunzip(readShard(p));
+    shards.push(bytes);
+    return bytes;
+  };
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(Buffer.from(maybeGunzip(modelJson)).toString('utf8')) as Record<string, unknown>;
@@ -27,6 +47,15 @@ export function importTfjsLayersModel(modelJson: Uint8Array, readShard: (path: s
   }
   const config = 'model_config' in topology ? topology.model_config : topology;
   const kerasVersion = typeof topology.keras_version === 'string' ? topology.keras_version : 'tfjs-layers';
-  const weights = readTfjsWeights(json.weightsManifest ?? [], (p) => maybeGunzip(readShard(p)));
-  return convertKerasModel(config, weights, { kerasVersion });
+  const manifest = json.weightsManifest ?? [];
+  const weights = readTfjsWeights(manifest, read);
+  const def = convertKerasModel(config, weights, { kerasVersion });
+  const weightData = new Uint8Array(shards.reduce((a, b) => a + b.byteLength, 0));
+  let at = 0;
+  for (const s of shards) {
+    weightData.set(s, at);
+    at += s.byteLength;
+  }
+  const weightSpecs = (manifest as { weights: object[] }[]).flatMap((g) => g.weights);
+  return { def, artifacts: { modelTopology: topology, weightSpecs, weightData: weightData.buffer } };
 }
