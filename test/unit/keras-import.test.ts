@@ -1,4 +1,5 @@
 import { ConversionError } from '../../lib/convert/pipeline';
+import { prng } from '../../lib/convert/random';
 import { importTfjsLayersModel } from '../../lib/convert/import/tfjs-layers-model';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { encodeModel } from '../../lib/onnx/writer';
@@ -146,6 +147,92 @@ describe('TF.js layers model -> ONNX, compared with TF.js predict', () => {
     const head = tfl.layers.dense({ units: 2, activation: 'softmax', name: 'probs' }).apply(pooled) as tfl.SymbolicTensor;
     const mapOut = tfl.layers.concatenate({ axis: 1 }).apply([a, b]) as tfl.SymbolicTensor;
     await expectMatches(tfl.model({ inputs: [image, extra], outputs: [head, mapOut] }));
+  });
+
+  // tfjs's orthogonal initializer needs chained ops this build does not register; seedWeights replaces the values anyway.
+  const rnn = { recurrentInitializer: 'glorotUniform' as const };
+
+  test('LSTM (hard_sigmoid gates as tfjs defaults, and sigmoid), last state and sequences', async () => {
+    await expectMatches(seq([6, 3], [tfl.layers.lstm({ units: 4, ...rnn })]));
+    await expectMatches(seq([6, 3], [tfl.layers.lstm({ units: 4, returnSequences: true, recurrentActivation: 'sigmoid', ...rnn }), tfl.layers.dense({ units: 2 })]));
+  });
+
+  test('GRU (reset_after false, as tfjs builds it) and SimpleRNN', async () => {
+    await expectMatches(seq([5, 3], [tfl.layers.gru({ units: 4, ...rnn })]));
+    await expectMatches(seq([5, 3], [tfl.layers.gru({ units: 3, returnSequences: true, recurrentActivation: 'sigmoid', ...rnn })]));
+    await expectMatches(seq([5, 3], [tfl.layers.simpleRNN({ units: 4, ...rnn })]));
+    await expectMatches(seq([5, 3], [tfl.layers.simpleRNN({ units: 4, returnSequences: true, activation: 'relu', ...rnn })]));
+  });
+
+  test.each(['concat', 'sum', 'ave', 'mul'] as const)('Bidirectional LSTM/GRU, merge_mode %s', async (mergeMode) => {
+    await expectMatches(seq([5, 3], [tfl.layers.bidirectional({ layer: tfl.layers.lstm({ units: 3, returnSequences: true, ...rnn }), mergeMode })]));
+    await expectMatches(seq([5, 3], [tfl.layers.bidirectional({ layer: tfl.layers.gru({ units: 3, ...rnn }), mergeMode })]));
+  });
+
+  test('GRU with reset_after (Keras 2 default; tfjs cannot build it), checked against the GRU equations', async () => {
+    const [I, H, T] = [3, 4, 5];
+    const rand = prng(9);
+    const vals = (n: number) => Float32Array.from({ length: n }, () => rand() - 0.5);
+    const kernel = vals(I * 3 * H);
+    const recurrentKernel = vals(H * 3 * H);
+    const bias = vals(2 * 3 * H);
+    const json = {
+      format: 'layers-model',
+      modelTopology: {
+        keras_version: '2.15.0',
+        model_config: {
+          class_name: 'Sequential',
+          config: {
+            name: 'seq',
+            layers: [
+              { class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, T, I] } },
+              { class_name: 'GRU', config: { name: 'gru', units: H, activation: 'tanh', recurrent_activation: 'sigmoid', use_bias: true, reset_after: true, return_sequences: false } },
+            ],
+          },
+        },
+      },
+      weightsManifest: [
+        {
+          paths: ['w.bin'],
+          weights: [
+            { name: 'gru/gru_cell/kernel', shape: [I, 3 * H], dtype: 'float32' },
+            { name: 'gru/gru_cell/recurrent_kernel', shape: [H, 3 * H], dtype: 'float32' },
+            { name: 'gru/gru_cell/bias', shape: [2, 3 * H], dtype: 'float32' },
+          ],
+        },
+      ],
+    };
+    const shard = new Uint8Array(Buffer.concat([kernel, recurrentKernel, bias].map((a) => Buffer.from(a.buffer))));
+    const onnx = encodeModel(importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => shard));
+    const x = vals(T * I);
+    const session = await InferenceSession.create(onnx, { logSeverityLevel: 3 });
+    const got = (await session.run({ x: new Tensor('float32', x, [1, T, I]) })).gru!.data as Float32Array;
+    await session.release();
+    // Keras: gates z, r, h; the reset gate multiplies the recurrent term after its bias is added.
+    const sig = (v: number) => 1 / (1 + Math.exp(-v));
+    let h = new Float64Array(H);
+    for (let t = 0; t < T; t++) {
+      const xw = (g: number, j: number) => {
+        let v = bias[g * H + j]!;
+        for (let i = 0; i < I; i++) v += x[t * I + i]! * kernel[i * 3 * H + g * H + j]!;
+        return v;
+      };
+      const hu = (g: number, j: number) => {
+        let v = bias[3 * H + g * H + j]!;
+        for (let k = 0; k < H; k++) v += h[k]! * recurrentKernel[k * 3 * H + g * H + j]!;
+        return v;
+      };
+      const next = new Float64Array(H);
+      for (let j = 0; j < H; j++) {
+        const z = sig(xw(0, j) + hu(0, j));
+        const r = sig(xw(1, j) + hu(1, j));
+        const cand = Math.tanh(xw(2, j) + r * hu(2, j));
+        next[j] = z * h[j]! + (1 - z) * cand;
+      }
+      h = next;
+    }
+    expect(got).toHaveLength(H);
+    for (let j = 0; j < H; j++) expect(Math.abs(got[j]! - h[j]!)).toBeLessThanOrEqual(1e-5);
   });
 
   test('the ONNX interface keeps Keras names, NHWC shapes and dtypes', async () => {

@@ -12,6 +12,8 @@ export interface LayerContext {
   config: Record<string, unknown>;
   /** The layer's weight `key` (kernel, bias, gamma...), or undefined when the layer has none of that name. */
   weight(key: string): Weight | undefined;
+  /** A weight `key` under `scope` inside the layer (a Bidirectional's `forward_lstm`), any cell scope between. */
+  weightIn(scope: string, key: string): Weight | undefined;
   /** Keras major version the file was written by (2 for tfjs-layers, whose semantics follow Keras 2). */
   kerasMajor: number;
   /** The file came from tfjs-layers (its UpSampling2D bilinear uses corner-aligned-free asymmetric sampling). */
@@ -592,6 +594,163 @@ function identity(_ctx: LayerContext, inputs: Sym[]): Sym {
   return one(_ctx, inputs);
 }
 
+type RnnKind = 'LSTM' | 'GRU' | 'SimpleRNN';
+const GATES: Record<RnnKind, number> = { LSTM: 4, GRU: 3, SimpleRNN: 1 };
+
+/** A Keras activation as an ONNX recurrent activation, with its alpha and beta. */
+function rnnActivation(ctx: LayerContext, v: unknown): [string, number, number] {
+  const name = activationName(v);
+  switch (name) {
+    case 'tanh':
+      return ['Tanh', 0, 0];
+    case 'sigmoid':
+      return ['Sigmoid', 0, 0];
+    case 'relu':
+      return ['Relu', 0, 0];
+    case 'linear':
+      return ['Affine', 1, 0];
+    case 'softsign':
+      return ['Softsign', 0, 0];
+    case 'softplus':
+      return ['Softplus', 0, 0];
+    case 'elu':
+      return ['Elu', 1, 0];
+    case 'hard_sigmoid':
+    case 'hardSigmoid':
+      return ['HardSigmoid', ctx.kerasMajor >= 3 ? 1 / 6 : 0.2, 0.5];
+    default:
+      return fail(ctx, `recurrent activation "${name}" is not supported (tanh, sigmoid, relu, linear, softsign, softplus, elu, hard_sigmoid)`);
+  }
+}
+
+/**
+ * Keras (I, g*H) kernel columns to ONNX (g*H, I) rows, gate blocks reordered by `order`
+ * (ONNX gate j takes Keras gate order[j]).
+ */
+function gateRows(w: Weight, hidden: number, order: number[]): Float32Array {
+  const [inDim, cols] = w.shape as [number, number];
+  const t = transposeData(w.data, [inDim, cols], [1, 0]);
+  const out = new Float32Array(t.length);
+  order.forEach((src, dst) => out.set(t.subarray(src * hidden * inDim, (src + 1) * hidden * inDim), dst * hidden * inDim));
+  return out;
+}
+
+/** One direction's W, R and B for the ONNX op. */
+function rnnWeights(ctx: LayerContext, kind: RnnKind, cell: Record<string, unknown>, scope: string) {
+  const gates = GATES[kind];
+  const find = (key: string): Weight => ctx.weightIn(scope, key) ?? fail(ctx, `its weight "${scope}${scope ? '/' : ''}${key}" is missing from the weights`);
+  const kernel = find('kernel');
+  const recurrent = find('recurrent_kernel');
+  const hidden = recurrent.shape[0]!;
+  const order = kind === 'LSTM' ? [0, 3, 1, 2] : Array.from({ length: gates }, (_, i) => i);
+  const W = gateRows(kernel, hidden, order);
+  const R = gateRows(recurrent, hidden, order);
+  const B = new Float32Array(2 * gates * hidden);
+  const useBias = typeof cell.use_bias === 'boolean' ? cell.use_bias : true;
+  if (useBias) {
+    const bias = find('bias');
+    const resetAfter = kind === 'GRU' && cell.reset_after === true;
+    // GRU reset_after keeps two biases (input, recurrent) as shape (2, 3H); ONNX's B is the same pair.
+    const rows = resetAfter ? 2 : 1;
+    for (let r = 0; r < rows; r++) {
+      const row = bias.data.subarray(r * gates * hidden, (r + 1) * gates * hidden);
+      order.forEach((src, dst) => B.set(row.subarray(src * hidden, (src + 1) * hidden), r * gates * hidden + dst * hidden));
+    }
+  }
+  return { W, R, B, hidden, inDim: kernel.shape[0]! };
+}
+
+/** LSTM, GRU, SimpleRNN (and a Bidirectional around one) as one ONNX recurrent node. */
+function recurrent(ctx: LayerContext, inputs: Sym[], kind: RnnKind, cell: Record<string, unknown>, bidirectional: { inner: string; merge: string } | undefined): Sym {
+  const x = ctx.g.channelsLast(one(ctx, inputs));
+  if (x.shape.length !== 3) fail(ctx, `expects a [batch, time, features] input, got shape ${JSON.stringify(x.shape)}`);
+  for (const key of ['return_state', 'stateful', 'go_backwards']) if (cell[key] === true) fail(ctx, `${key} is not supported`);
+  const dirs = bidirectional ? [`forward_${bidirectional.inner}`, `backward_${bidirectional.inner}`] : [''];
+  const parts = dirs.map((scope) => rnnWeights(ctx, kind, cell, scope));
+  const { hidden, inDim } = parts[0]!;
+  const gates = GATES[kind];
+  const nd = dirs.length;
+  const cat = (key: 'W' | 'R' | 'B'): Float32Array => {
+    const size = parts[0]![key].length;
+    const out = new Float32Array(size * nd);
+    parts.forEach((p, i) => out.set(p[key], i * size));
+    return out;
+  };
+  const acts =
+    kind === 'LSTM'
+      ? [rnnActivation(ctx, cell.recurrent_activation ?? 'sigmoid'), rnnActivation(ctx, cell.activation ?? 'tanh'), rnnActivation(ctx, cell.activation ?? 'tanh')]
+      : kind === 'GRU'
+        ? [rnnActivation(ctx, cell.recurrent_activation ?? 'sigmoid'), rnnActivation(ctx, cell.activation ?? 'tanh')]
+        : [rnnActivation(ctx, cell.activation ?? 'tanh')];
+  const allActs = Array.from({ length: nd }, () => acts).flat();
+  const attrs: AttributeDef[] = [
+    { name: 'hidden_size', i: hidden },
+    { name: 'direction', s: nd === 2 ? 'bidirectional' : 'forward' },
+    { name: 'activations', strings: allActs.map((a) => a[0]) },
+  ];
+  // onnxruntime takes alphas and betas in order, only for the activations that have them.
+  const alphas = allActs.filter((a) => ['HardSigmoid', 'Affine', 'Elu'].includes(a[0])).map((a) => a[1]);
+  const betas = allActs.filter((a) => ['HardSigmoid', 'Affine'].includes(a[0])).map((a) => a[2]);
+  if (alphas.length) attrs.push({ name: 'activation_alpha', floats: alphas });
+  if (betas.length) attrs.push({ name: 'activation_beta', floats: betas });
+  if (kind === 'GRU') attrs.push({ name: 'linear_before_reset', i: cell.reset_after === true ? 1 : 0 });
+  const g = ctx.g;
+  const timeMajor = g.node('Transpose', [x.name], `${ctx.name}/time_major`, [{ name: 'perm', ints: [1, 0, 2] }]);
+  const op = kind === 'SimpleRNN' ? 'RNN' : kind;
+  const W = g.floats(`${ctx.name}/W`, [nd, gates * hidden, inDim], cat('W'));
+  const R = g.floats(`${ctx.name}/R`, [nd, gates * hidden, hidden], cat('R'));
+  const B = g.floats(`${ctx.name}/B`, [nd, 2 * gates * hidden], cat('B'));
+  const y = g.unique(`${ctx.name}/Y`);
+  const yh = g.unique(`${ctx.name}/Y_h`);
+  g.nodes.push({ opType: op, inputs: [timeMajor, W, R, B], outputs: [y, yh], name: g.unique(`${ctx.name}/${op}`), attributes: attrs });
+  const sequences = cell.return_sequences === true;
+  const merge = bidirectional?.merge ?? 'concat';
+  let result: string;
+  if (sequences) {
+    // Y is [T, dirs, N, H]: to [N, T, dirs, H].
+    const batchMajor = g.node('Transpose', [y], `${ctx.name}/batch_major`, [{ name: 'perm', ints: [2, 0, 1, 3] }]);
+    result = mergeDirections(ctx, batchMajor, 2, merge, nd);
+  } else {
+    // Y_h is [dirs, N, H]: to [N, dirs, H].
+    const batchMajor = g.node('Transpose', [yh], `${ctx.name}/batch_major`, [{ name: 'perm', ints: [1, 0, 2] }]);
+    result = mergeDirections(ctx, batchMajor, 1, merge, nd);
+  }
+  const last = merge === 'concat' ? nd * hidden : hidden;
+  const shape: Shape = sequences ? [x.shape[0]!, x.shape[1]!, last] : [x.shape[0]!, last];
+  return out(result, shape, x, false);
+}
+
+/** Folds the directions axis: concatenated (Keras's concat puts forward first), summed, multiplied or averaged. */
+function mergeDirections(ctx: LayerContext, t: string, axis: number, merge: string, nd: number): string {
+  const g = ctx.g;
+  if (nd === 1 || merge === 'concat') {
+    // Merging the directions axis into the features axis right after it.
+    const shape = axis === 2 ? [0, 0, -1] : [0, -1];
+    return g.node('Reshape', [t, g.ints(`${ctx.name}/merged_shape`, shape)], `${ctx.name}/merged`);
+  }
+  switch (merge) {
+    case 'sum':
+      return g.node('ReduceSum', [t, g.ints(`${ctx.name}/dir_axis`, [axis])], `${ctx.name}/merged`, [{ name: 'keepdims', i: 0 }]);
+    case 'ave':
+      return g.node('ReduceMean', [t], `${ctx.name}/merged`, [{ name: 'axes', ints: [axis] }, { name: 'keepdims', i: 0 }]);
+    case 'mul':
+      return g.node('ReduceProd', [t], `${ctx.name}/merged`, [{ name: 'axes', ints: [axis] }, { name: 'keepdims', i: 0 }]);
+    default:
+      return fail(ctx, `merge_mode "${merge}" is not supported (concat, sum, ave, mul)`);
+  }
+}
+
+function bidirectionalLayer(ctx: LayerContext, inputs: Sym[]): Sym {
+  const layer = ctx.config.layer as { class_name?: string; config?: Record<string, unknown> } | undefined;
+  const kind = layer?.class_name;
+  if (kind !== 'LSTM' && kind !== 'GRU' && kind !== 'SimpleRNN') fail(ctx, `wraps a ${String(kind)} layer (LSTM, GRU, SimpleRNN are supported)`);
+  if (ctx.config.backward_layer) fail(ctx, 'a separate backward_layer is not supported');
+  const cell = layer!.config ?? {};
+  const merge = ctx.config.merge_mode;
+  if (merge === null) fail(ctx, 'merge_mode null (two outputs) is not supported');
+  return recurrent(ctx, inputs, kind, cell, { inner: String(cell.name), merge: typeof merge === 'string' ? merge : 'concat' });
+}
+
 /** Converters by Keras class name. */
 export const LAYER_CONVERTERS: Record<string, LayerConverter> = {
   Dense: dense,
@@ -667,4 +826,8 @@ export const LAYER_CONVERTERS: Record<string, LayerConverter> = {
   Rescaling: rescaling,
   Normalization: normalization,
   Embedding: embedding,
+  LSTM: (ctx, i) => recurrent(ctx, i, 'LSTM', ctx.config, undefined),
+  GRU: (ctx, i) => recurrent(ctx, i, 'GRU', ctx.config, undefined),
+  SimpleRNN: (ctx, i) => recurrent(ctx, i, 'SimpleRNN', ctx.config, undefined),
+  Bidirectional: bidirectionalLayer,
 };

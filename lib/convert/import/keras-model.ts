@@ -52,6 +52,16 @@ function findWeight(weights: Map<string, Weight>, layer: string, key: string): W
   return undefined;
 }
 
+/** A weight `key` under the layer's `scope` prefix, any cell scope between (`lstm/lstm_cell/kernel`). */
+function findScopedWeight(weights: Map<string, Weight>, layer: string, scope: string, key: string): Weight | undefined {
+  for (const [name, w] of weights) {
+    const bare = name.replace(/:\d+$/, '');
+    const head = `${layer}/${scope}`;
+    if ((bare.startsWith(head) || bare.includes(`/${head}`)) && (bare.endsWith(`/${key}`) || bare === `${layer}/${key}`)) return w;
+  }
+  return undefined;
+}
+
 function symbolicShape(shape: Shape, prefix: string): (number | string)[] {
   return shape.map((d, i) => (d === null ? (i === 0 ? 'batch' : `${prefix}_${i}`) : d));
 }
@@ -88,6 +98,7 @@ function convertLayer(state: ModelState, spec: LayerSpec, inputs: Sym[]): Sym[] 
         className: spec.class_name,
         config: spec.config,
         weight: (key) => findWeight(state.weights, name, key),
+        weightIn: (scope, key) => findScopedWeight(state.weights, name, scope, key),
         kerasMajor: state.kerasMajor,
         fromTfjs: state.fromTfjs,
       },
