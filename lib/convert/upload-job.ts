@@ -51,15 +51,15 @@ export interface UploadJob {
   model: string;
   /** The file name under `uploads/<model>/`, without its suffix. */
   file: string;
-  /** `onnx`, or a format converted to ONNX first (`zip`: a TF.js model folder). */
-  suffix: 'onnx' | 'zip';
+  /** `onnx`, or a format converted to ONNX first (`zip`: a TF.js model folder; `h5`: Keras 2 HDF5). */
+  suffix: 'onnx' | 'zip' | 'h5';
   /** False when the model name is not one the registry accepts; its report goes to `_rejected`. */
   validModel: boolean;
   jobId: string;
   reportKey: string;
 }
 
-const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.(onnx|zip)$/;
+const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.(onnx|zip|h5)$/;
 /** Where reports of uploads whose model name is not valid go: never a model's own prefix. */
 const REJECTED = '_rejected';
 

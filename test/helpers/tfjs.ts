@@ -1,4 +1,8 @@
 // TF.js models built in test code: seeded weights, saved with TF.js's own IO to model.json + shard bytes.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -89,5 +93,40 @@ export async function compareWithTfjs(model: tfl.LayersModel, onnx: Uint8Array, 
     return { maxAbs, outputs };
   } finally {
     await session.release();
+  }
+}
+
+/**
+ * The model as Keras 2 saves it to HDF5 (`model_config` and `keras_version` on the root,
+ * `model_weights/<layer>/<weight name>:0` datasets with `layer_names`/`weight_names`), written
+ * by h5wasm in a child process (h5wasm ships ES modules only).
+ */
+export function writeKerasH5(model: tfl.LayersModel): Uint8Array {
+  const topology = model.toJSON(undefined, false) as unknown as { class_name: string; config: unknown };
+  const groups: Record<string, { attrs: Record<string, unknown> }> = {};
+  const datasets: { path: string; shape: number[]; data: number[] }[] = [];
+  const layerNames: string[] = [];
+  for (const layer of model.layers) {
+    if (layer.weights.length === 0) continue;
+    layerNames.push(layer.name);
+    const names = layer.weights.map((w) => `${(w as unknown as { originalName: string }).originalName}:0`);
+    groups[`model_weights/${layer.name}`] = { attrs: { weight_names: names } };
+    layer.weights.forEach((w, i) => datasets.push({ path: `model_weights/${layer.name}/${names[i]}`, shape: w.shape as number[], data: Array.from(w.read().dataSync()) }));
+  }
+  groups.model_weights = { attrs: { layer_names: layerNames } };
+  const spec = {
+    attrs: { model_config: JSON.stringify({ class_name: topology.class_name, config: topology.config }), keras_version: '2.15.0', backend: 'tensorflow' },
+    groups: Object.fromEntries(Object.entries(groups).sort(([a], [b]) => a.length - b.length)),
+    datasets,
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'keras-h5-'));
+  try {
+    const out = join(dir, 'model.h5');
+    // Next to this file under jest; from the repository root when this helper is bundled (bench).
+    const writer = existsSync(join(__dirname, 'write-h5.mjs')) ? join(__dirname, 'write-h5.mjs') : join(process.cwd(), 'test', 'helpers', 'write-h5.mjs');
+    execFileSync(process.execPath, [writer, out], { input: JSON.stringify(spec), maxBuffer: 1 << 30 });
+    return new Uint8Array(readFileSync(out));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

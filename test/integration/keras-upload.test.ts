@@ -8,7 +8,7 @@ import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
-import { saveTfjs, seedWeights, seededInputs, tf, tfl, useCpuBackend } from '../helpers/tfjs';
+import { saveTfjs, seedWeights, seededInputs, tf, tfl, useCpuBackend, writeKerasH5 } from '../helpers/tfjs';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -117,6 +117,23 @@ describe('a TF.js layers model uploaded as a zip goes through the conversion job
     await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'uploads/tfjs-opt/m.json', Body: JSON.stringify({ importMinCosine: 2 }) }));
     const report = await runConvert('uploads/tfjs-opt/m.zip', writeZip([{ name: 'model.json', data: new Uint8Array(Buffer.from('{}')) }]));
     expect(report).toMatchObject({ status: 'failed', reason: 'options: "importMinCosine" must be a number in [-1, 1]' });
+  });
+
+  test('a Keras 2 .h5 upload converts through the same job, with its export fidelity', async () => {
+    const model = tfl.sequential({
+      layers: [
+        tfl.layers.inputLayer({ inputShape: [12], name: 'features' }),
+        tfl.layers.dense({ units: 16, activation: 'relu', name: 'hidden' }),
+        tfl.layers.dense({ units: 3, activation: 'softmax', name: 'scores' }),
+      ],
+    });
+    seedWeights(model, 8);
+    const h5 = writeKerasH5(model);
+    const report = await runConvert('uploads/keras-h5/mlp.h5', h5);
+    expect(report).toMatchObject({ status: 'succeeded', version: 1, import: { format: 'keras-h5', fidelity: { passed: true } } });
+    expect(report.import!.fidelity!.outputs.scores!.maxAbsError).toBeLessThanOrEqual(1e-4);
+    const manifest = (await store.getJson(keys.manifest('keras-h5', 1))) as Record<string, any>;
+    expect(manifest).toMatchObject({ inputs: [{ name: 'features', shape: [-1, 12] }], outputs: [{ name: 'scores', shape: [-1, 3] }], import: { format: 'keras-h5' } });
   });
 
   test('an unsupported layer fails the job, names the layer and class, publishes nothing', async () => {

@@ -141,6 +141,11 @@ describe('serverless package', () => {
         Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
         Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.zip' }] } },
       },
+      {
+        Event: 's3:ObjectCreated:*',
+        Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
+        Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.h5' }] } },
+      },
     ]);
     const [, invokeConfig] = resourcesOf('AWS::Lambda::EventInvokeConfig')[0]!;
     expect(invokeConfig.Properties).toMatchObject({
@@ -160,6 +165,7 @@ describe('serverless package', () => {
       BucketConfigs: [
         { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] },
         { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.zip' }] },
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.h5' }] },
       ],
     });
   });

@@ -7,6 +7,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { importTfjsZip } from '../../lib/convert/import/import-upload';
+import { importKerasH5 } from '../../lib/convert/import/keras-h5';
 import { writeZip } from '../../lib/convert/import/zip';
 import { parseUploadOptions } from '../../lib/convert/options';
 import { outlineModel } from '../../lib/onnx/inspect';
@@ -22,7 +23,7 @@ const USAGE = `usage: npm run model -- <command> [options]
 
 commands
   upload <file.onnx> --name <model> [--options <file.json>]   upload, follow the conversion, print its report
-         (also a zipped TF.js layers model, or its model.json: the folder is zipped)
+         (also a Keras 2 .h5, a zipped TF.js layers model, or its model.json: the folder is zipped)
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
   infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)
@@ -181,7 +182,7 @@ function zipTfjsFolder(modelJson: string): Buffer {
 }
 
 /** The bytes to upload and their suffix: an ONNX file, a zipped TF.js folder, or a model.json whose folder is zipped. */
-function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip'; base: string } {
+function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip' | 'h5'; base: string } {
   if (basename(file) === 'model.json') {
     const bytes = zipTfjsFolder(file);
     userCheck(() => importTfjsZip(bytes));
@@ -194,7 +195,11 @@ function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip'; base
     userCheck(() => importTfjsZip(bytes));
     return { bytes, suffix: 'zip', base: basename(file, extname(file)) };
   }
-  if (ext === '.keras' || ext === '.h5') throw new UserError(`${file}: ${ext} uploads are not supported yet; save the model with TF.js (model.json + shards) and upload its model.json`);
+  if (ext === '.h5') {
+    userCheck(() => importKerasH5(bytes));
+    return { bytes, suffix: 'h5', base: basename(file, extname(file)) };
+  }
+  if (ext === '.keras') throw new UserError(`${file}: .keras (Keras 3) uploads are not supported yet; save as .h5 (Keras 2) or with TF.js (model.json + shards)`);
   userCheck(() => {
     try {
       outlineModel(bytes);

@@ -1,11 +1,12 @@
 import { posix } from 'node:path';
 import { encodeModel } from '../../onnx/writer';
 import { ConversionError } from '../pipeline';
+import { importKerasH5 } from './keras-h5';
 import { readTfjsLayersModel, type TfjsArtifacts } from './tfjs-layers-model';
 import { ZipArchive, type ZipLimits } from './zip';
 
 /** Upload suffixes converted to ONNX before the pipeline, besides `.onnx` itself. */
-export const IMPORT_SUFFIXES = ['zip'] as const;
+export const IMPORT_SUFFIXES = ['zip', 'h5'] as const;
 export type ImportSuffix = (typeof IMPORT_SUFFIXES)[number];
 
 export interface ImportResult {
@@ -41,5 +42,9 @@ export function importTfjsZip(bytes: Uint8Array, limits?: ZipLimits): ImportResu
 /** Converts an upload in one of IMPORT_SUFFIXES to ONNX bytes. */
 export function importUpload(suffix: ImportSuffix, bytes: Uint8Array, limits?: ZipLimits): ImportResult {
   if (suffix === 'zip') return importTfjsZip(bytes, limits);
+  if (suffix === 'h5') {
+    const { def, artifacts } = importKerasH5(bytes);
+    return { onnx: encodeModel(def), format: 'keras-h5', tfjs: artifacts };
+  }
   throw new ConversionError(`.${String(suffix)} uploads are not supported`);
 }
