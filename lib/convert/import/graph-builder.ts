@@ -40,7 +40,12 @@ export class GraphBuilder {
 
   floats(base: string, dims: number[], values: ArrayLike<number>): string {
     const name = this.unique(base);
-    this.initializers.push(floatTensor(name, dims, values));
+    // A Float32Array (a weight) is stored as it is: a copy would add a model-sized buffer to the peak.
+    if (values instanceof Float32Array) {
+      this.initializers.push({ name, dataType: 1, dims, raw: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) });
+    } else {
+      this.initializers.push(floatTensor(name, dims, values));
+    }
     return name;
   }
 

@@ -17,6 +17,12 @@ export function importTfjsLayersModel(modelJson: Uint8Array, readShard: (path: s
   return readTfjsLayersModel(modelJson, readShard).def;
 }
 
+/** The bytes as an ArrayBuffer of their own length (copied only when they are a view into a larger one). */
+function exactBuffer(bytes: Uint8Array): ArrayBuffer {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes.buffer;
+  return bytes.slice().buffer;
+}
+
 /** What TF.js itself needs to load the same model (for measuring the conversion against it). */
 export interface TfjsArtifacts {
   modelTopology: object;
@@ -28,12 +34,6 @@ export interface TfjsArtifacts {
 
 /** The ONNX model of a TF.js layers model, and the artifacts TF.js loads it from. */
 export function readTfjsLayersModel(modelJson: Uint8Array, readShard: (path: string) => Uint8Array): { def: ModelDef; artifacts: TfjsArtifacts } {
-  const shards: Uint8Array[] = [];
-  const read = (p: string): Uint8Array => {
-    const bytes = maybeGunzip(readShard(p));
-    shards.push(bytes);
-    return bytes;
-  };
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(Buffer.from(maybeGunzip(modelJson)).toString('utf8')) as Record<string, unknown>;
@@ -48,14 +48,18 @@ export function readTfjsLayersModel(modelJson: Uint8Array, readShard: (path: str
   const config = 'model_config' in topology ? topology.model_config : topology;
   const kerasVersion = typeof topology.keras_version === 'string' ? topology.keras_version : 'tfjs-layers';
   const manifest = json.weightsManifest ?? [];
-  const weights = readTfjsWeights(manifest, read);
+  const groups: Uint8Array[] = [];
+  const weights = readTfjsWeights(manifest, (p) => maybeGunzip(readShard(p)), (bytes) => groups.push(bytes));
   const def = convertKerasModel(config, weights, { kerasVersion });
-  const weightData = new Uint8Array(shards.reduce((a, b) => a + b.byteLength, 0));
-  let at = 0;
-  for (const s of shards) {
-    weightData.set(s, at);
-    at += s.byteLength;
+  // TF.js reads the groups' bytes back to back; one group is handed over without a copy.
+  const weightData = groups.length === 1 ? groups[0]! : new Uint8Array(groups.reduce((a, b) => a + b.byteLength, 0));
+  if (groups.length !== 1) {
+    let at = 0;
+    for (const g of groups) {
+      weightData.set(g, at);
+      at += g.byteLength;
+    }
   }
   const weightSpecs = (manifest as { weights: object[] }[]).flatMap((g) => g.weights);
-  return { def, artifacts: { modelTopology: topology, weightSpecs, weightData: weightData.buffer } };
+  return { def, artifacts: { modelTopology: topology, weightSpecs, weightData: exactBuffer(weightData) } };
 }

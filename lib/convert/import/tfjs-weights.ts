@@ -32,11 +32,15 @@ function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function decodeEntry(entry: ManifestEntry, bytes: Uint8Array): Float32Array {
   const count = entry.shape.reduce((a, b) => a * b, 1);
+  const q = entry.quantization;
+  // Aligned little-endian floats are used in place (the hosts Lambda and Node run on are little-endian).
+  if (!q && entry.dtype === 'float32' && bytes.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Float32Array(bytes.buffer, bytes.byteOffset, count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(count);
-  const q = entry.quantization;
   if (q) {
     if (q.dtype === 'float16') {
       for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
@@ -76,19 +80,23 @@ function entryBytes(entry: ManifestEntry): number {
  * its weights lie back to back in listed order. `readShard` returns a shard's bytes by its path.
  * Optimizer weights are skipped.
  */
-export function readTfjsWeights(manifest: unknown, readShard: (path: string) => Uint8Array): Map<string, Weight> {
+export function readTfjsWeights(manifest: unknown, readShard: (path: string) => Uint8Array, onGroupBytes?: (bytes: Uint8Array) => void): Map<string, Weight> {
   if (!Array.isArray(manifest)) throw new ConversionError('model.json: weightsManifest is not a list');
   const weights = new Map<string, Weight>();
   for (const group of manifest as ManifestGroup[]) {
     if (!Array.isArray(group?.paths) || !Array.isArray(group.weights)) throw new ConversionError('model.json: a weightsManifest group lacks paths or weights');
     const shards = group.paths.map((p) => readShard(p));
     const total = shards.reduce((a, s) => a + s.byteLength, 0);
-    const joined = new Uint8Array(total);
-    let at = 0;
-    for (const s of shards) {
-      joined.set(s, at);
-      at += s.byteLength;
+    // One shard is used as it is: a copy would be one more model-sized buffer at the peak.
+    const joined = shards.length === 1 ? shards[0]! : new Uint8Array(total);
+    if (shards.length !== 1) {
+      let at = 0;
+      for (const s of shards) {
+        joined.set(s, at);
+        at += s.byteLength;
+      }
     }
+    onGroupBytes?.(joined);
     let offset = 0;
     for (const entry of group.weights) {
       const size = entryBytes(entry);

@@ -110,7 +110,8 @@ export class ZipArchive {
     if (e.method === 0) data = raw;
     else {
       try {
-        data = new Uint8Array(inflateRawSync(raw, { maxOutputLength: Math.max(e.size, 1) }));
+        const inflated = inflateRawSync(raw, { maxOutputLength: Math.max(e.size, 1) });
+        data = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.byteLength);
       } catch (err) {
         bad(`entry "${name}" does not inflate to its declared ${e.size} bytes (${(err as Error).message})`);
       }
