@@ -1,8 +1,9 @@
 // TF.js models built in test code: seeded weights, saved with TF.js's own IO to model.json + shard bytes.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -129,4 +130,22 @@ export function writeKerasH5(model: tfl.LayersModel): Uint8Array {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A real pretrained Keras model from npm: the MobileNetV2 (Keras 2.2.4, 224x224x3, 5 classes,
+ * uint8-quantized weights) that the `nsfwjs` package (MIT) ships inside itself as JS modules:
+ * the model.json object and the shard as base64. Nothing is downloaded at run time.
+ */
+export function nsfwMobileNetV2(): SavedTfjs {
+  const dir = join(dirname(require.resolve('nsfwjs')), '..', 'models', 'mobilenet_v2');
+  // The files are UMD modules (model.json and the shard wrapped as JS), loaded as CommonJS.
+  const requireModule = createRequire(__filename);
+  const load = (file: string): unknown => {
+    const m = requireModule(join(dir, file)) as { default?: unknown };
+    return m.default ?? m;
+  };
+  const json = load('model.min.js') as { weightsManifest: { paths: string[] }[] };
+  const shard = new Uint8Array(Buffer.from(load('group1-shard1of1.min.js') as string, 'base64'));
+  return { modelJson: new Uint8Array(Buffer.from(JSON.stringify(json))), shards: new Map([[json.weightsManifest[0]!.paths[0]!, shard]]) };
 }
