@@ -19,6 +19,8 @@ let backendReady: Promise<boolean> | undefined;
 
 /** TF.js on its CPU backend (pure JS, the same answers everywhere); set once per process. */
 function cpuBackend(): Promise<boolean> {
+  // Production mode: no debug checks, and no console advice to install tfjs-node in the job's logs.
+  tf.enableProdMode();
   backendReady ??= tf.setBackend('cpu').catch((err: unknown) => {
     backendReady = undefined;
     throw err;
