@@ -247,6 +247,78 @@ describe('TF.js layers model -> ONNX, compared with TF.js predict', () => {
   });
 });
 
+/** A model.json from a hand-written Keras config and float32 weights (for layers tfjs cannot build). */
+async function runHandMade(config: object, kerasVersion: string, weights: { name: string; shape: number[]; data: Float32Array }[], feeds: Record<string, Tensor>): Promise<Record<string, Float32Array>> {
+  const json = {
+    format: 'layers-model',
+    modelTopology: { keras_version: kerasVersion, model_config: config },
+    weightsManifest: [{ paths: ['w.bin'], weights: weights.map(({ name, shape }) => ({ name, shape, dtype: 'float32' })) }],
+  };
+  const shard = new Uint8Array(Buffer.concat(weights.map((w) => Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength))));
+  const onnx = encodeModel(importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => shard));
+  const session = await InferenceSession.create(onnx, { logSeverityLevel: 3 });
+  try {
+    const out = await session.run(feeds);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+  } finally {
+    await session.release();
+  }
+}
+
+const keras3Tensor = (layer: string) => ({ class_name: '__keras_tensor__', config: { shape: [null, 3], dtype: 'float32', keras_history: [layer, 0, 0] } });
+
+describe('layers tfjs cannot build, checked against their definitions', () => {
+  test('Keras 3 functional form: Subtract, Normalization, and hard_sigmoid with its Keras 3 slope (x/6 + 0.5)', async () => {
+    const config = {
+      class_name: 'Functional',
+      config: {
+        name: 'k3',
+        layers: [
+          { class_name: 'InputLayer', name: 'a', config: { name: 'a', batch_shape: [null, 3], dtype: 'float32' }, inbound_nodes: [] },
+          { class_name: 'InputLayer', name: 'b', config: { name: 'b', batch_shape: [null, 3], dtype: 'float32' }, inbound_nodes: [] },
+          { class_name: 'Subtract', name: 'diff', config: { name: 'diff' }, inbound_nodes: [{ args: [[keras3Tensor('a'), keras3Tensor('b')]], kwargs: {} }] },
+          { class_name: 'Normalization', name: 'norm', config: { name: 'norm', axis: [-1] }, inbound_nodes: [{ args: [keras3Tensor('diff')], kwargs: {} }] },
+          { class_name: 'Activation', name: 'gate', config: { name: 'gate', activation: 'hard_sigmoid' }, inbound_nodes: [{ args: [keras3Tensor('norm')], kwargs: {} }] },
+        ],
+        input_layers: [['a', 0, 0], ['b', 0, 0]],
+        output_layers: [['gate', 0, 0]],
+      },
+    };
+    const mean = Float32Array.from([0.5, -1, 2]);
+    const variance = Float32Array.from([4, 0.25, 1]);
+    const a = Float32Array.from([1, 2, 3, -4, 5, -6]);
+    const b = Float32Array.from([0.5, 0.5, 0.5, 1, 1, 1]);
+    const out = await runHandMade(config, '3.5.0', [{ name: 'norm/mean', shape: [3], data: mean }, { name: 'norm/variance', shape: [3], data: variance }], {
+      a: new Tensor('float32', a, [2, 3]),
+      b: new Tensor('float32', b, [2, 3]),
+    });
+    const got = out.gate!;
+    expect(got).toHaveLength(6);
+    for (let i = 0; i < 6; i++) {
+      const c = i % 3;
+      const norm = (a[i]! - b[i]! - mean[c]!) / Math.sqrt(variance[c]!);
+      expect(Math.abs(got[i]! - Math.min(1, Math.max(0, norm / 6 + 0.5)))).toBeLessThanOrEqual(1e-6);
+    }
+  });
+
+  test('causal Conv1D pads d*(k-1) on the left only', async () => {
+    const config = {
+      class_name: 'Sequential',
+      config: {
+        name: 'c',
+        layers: [
+          { class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, 6, 1] } },
+          { class_name: 'Conv1D', config: { name: 'conv', filters: 1, kernel_size: [2], strides: [1], padding: 'causal', dilation_rate: [2], use_bias: false, activation: 'linear' } },
+        ],
+      },
+    };
+    const x = Float32Array.from([1, 2, 3, 4, 5, 6]);
+    const out = await runHandMade(config, '2.15.0', [{ name: 'conv/kernel', shape: [2, 1, 1], data: Float32Array.from([10, 1]) }], { x: new Tensor('float32', x, [1, 6, 1]) });
+    // y[t] = 10 * x[t - 2] + x[t], with x before the start taken as 0.
+    expect(Array.from(out.conv!)).toEqual([1, 2, 13, 24, 35, 46]);
+  });
+});
+
 describe('TF.js weights: quantized and float16 shards are dequantized', () => {
   test.each([
     ['uint8', 1e-2],
