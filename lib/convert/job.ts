@@ -15,6 +15,9 @@ import { readSampleFiles, sampleLocation } from './sample-files';
 import { resolveEvaluationSet } from './evaluation-set';
 import { ConversionError } from './errors';
 import { convertModel, validateModel, type PipelineResult } from './pipeline';
+import { checkImportFidelity, measureImportFidelity } from './import/fidelity';
+import { importUpload } from './import/import-upload';
+import { DEFAULT_ZIP_LIMITS } from './import/zip';
 import { describeUpload, failedReport, type JobReport, type UploadRef } from './upload-job';
 
 export { jobIdFor, type JobReport, type UploadRef } from './upload-job';
@@ -214,7 +217,7 @@ async function readSidecar(store: ObjectStore, key: string): Promise<unknown> {
 export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Promise<JobReport | undefined> {
   const job = describeUpload(upload);
   if (!job) return undefined; // not an upload (sidecars, other files): nothing to do
-  const { model, file, jobId, validModel, reportKey } = job;
+  const { model, file, suffix, jobId, validModel, reportKey } = job;
 
   const existing = await deps.store.getJson(reportKey);
   if (existing !== undefined) return existing as JobReport;
@@ -246,9 +249,23 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       return await finish();
     }
 
-    const source = await deps.store.getBytes(upload.key, { expectedBytes: head.bytes });
+    let source: Uint8Array = await deps.store.getBytes(upload.key, { expectedBytes: head.bytes });
     report.source = { key: upload.key, etag: upload.etag ?? head.etag, bytes: source.byteLength, sha256: sha256Hex(source) };
     timingsMs.fetch = performance.now() - started;
+
+    if (suffix !== 'onnx') {
+      started = performance.now();
+      const imported = importUpload(suffix, source, { ...DEFAULT_ZIP_LIMITS, maxTotalBytes: deps.maxModelBytes });
+      source = imported.onnx;
+      report.import = { format: imported.format, onnxBytes: source.byteLength };
+      timingsMs.import = performance.now() - started;
+      // The export is checked against the original before quantization can blur the two.
+      started = performance.now();
+      const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
+      report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
+      timingsMs.importFidelity = performance.now() - started;
+      checkImportFidelity(report.import.fidelity);
+    }
 
     started = performance.now();
     validateModel(source, deps.maxModelBytes);
@@ -304,6 +321,7 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       model,
       ...specs,
       source: report.source,
+      ...(report.import ? { import: report.import } : {}),
       conversion: {
         jobId,
         mode: options.pipeline.mode,

@@ -27,7 +27,12 @@ export interface UploadOptions {
   evaluationSet?: EvaluationSetOption;
   /** Sample inputs given as texts: the job tokenizes them into `pipeline.evaluate.samples`. */
   textSamples?: TextSample[];
+  /** Keras/TF.js uploads: least cosine of each output of the ONNX export against the original. */
+  importMinCosine: number;
 }
+
+/** Default gate on every output's cosine between a Keras/TF.js original and its ONNX export. */
+export const DEFAULT_IMPORT_MIN_COSINE = 0.9999;
 
 /** A sample's text input (a string, or an array of them for a batch), for the declared tokenizer. */
 export interface TextSample {
@@ -37,7 +42,7 @@ export interface TextSample {
 }
 
 const MODES: readonly ConversionMode[] = ['int8-dynamic', 'int8-static', 'int8', 'fp16', 'none'];
-const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet', 'sensitivityThreshold'];
+const KNOWN_KEYS = ['mode', 'gates', 'label', 'keepFloat', 'sampleInputs', 'dynamicDims', 'minElements', 'minGatherElements', 'reduceRange', 'classLabels', 'preprocess', 'postprocess', 'calibrationMethod', 'calibrationPercentile', 'calibration', 'evaluationSet', 'sensitivityThreshold', 'importMinCosine'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -94,7 +99,7 @@ function sample(value: unknown, index: number, images: ImageSample[], texts: Tex
  */
 export function parseUploadOptions(raw: unknown): UploadOptions {
   const pipeline: PipelineOptions = { ...DEFAULT_PIPELINE_OPTIONS, gates: { ...DEFAULT_PIPELINE_OPTIONS.gates }, evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate } };
-  const out: UploadOptions = { pipeline, label: 'stable' };
+  const out: UploadOptions = { pipeline, label: 'stable', importMinCosine: DEFAULT_IMPORT_MIN_COSINE };
   if (raw === undefined) return out;
   if (!isObject(raw)) fail('the sidecar must hold a JSON object');
   const unknown = Object.keys(raw).filter((k) => !KNOWN_KEYS.includes(k));
@@ -169,6 +174,7 @@ export function parseUploadOptions(raw: unknown): UploadOptions {
     const problem = calibrationSamplesProblem(pipeline.evaluate.samples?.length);
     if (problem) fail(problem);
   }
+  if (raw.importMinCosine !== undefined) out.importMinCosine = number(raw.importMinCosine, 'importMinCosine', -1, 1);
   if (raw.classLabels !== undefined) {
     if (!Array.isArray(raw.classLabels) || !raw.classLabels.every((k) => typeof k === 'string')) fail('"classLabels" must be an array of strings');
     out.classLabels = raw.classLabels;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { keys } from '../registry/keys';
 import { MODEL_NAME_PATTERN } from '../registry/manifest';
 import type { ObjectStore } from '../storage/object-store';
+import type { ImportFidelity } from './import/fidelity';
 import type { PipelineResult } from './pipeline';
 
 /**
@@ -45,6 +46,8 @@ export interface JobReport {
     accuracy?: PipelineResult['evaluation']['accuracy'];
   };
   gates?: PipelineResult['gates'];
+  /** For an upload converted to ONNX first (a TF.js zip): what was read. */
+  import?: { format: string; onnxBytes: number; fidelity?: ImportFidelity };
   startedAt: string;
   finishedAt: string;
   timingsMs: Record<string, number>;
@@ -55,13 +58,15 @@ export interface UploadJob {
   model: string;
   /** The file name under `uploads/<model>/`, without its suffix. */
   file: string;
+  /** `onnx`, or a format converted to ONNX first (`zip`: a TF.js model folder; `h5`: Keras 2 HDF5). */
+  suffix: 'onnx' | 'zip' | 'h5';
   /** False when the model name is not one the registry accepts; its report goes to `_rejected`. */
   validModel: boolean;
   jobId: string;
   reportKey: string;
 }
 
-const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.onnx$/;
+const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.(onnx|zip|h5)$/;
 /** Where reports of uploads whose model name is not valid go: never a model's own prefix. */
 const REJECTED = '_rejected';
 
@@ -74,10 +79,10 @@ export function jobIdFor(upload: UploadRef): string {
 export function describeUpload(upload: UploadRef): UploadJob | undefined {
   const match = UPLOAD_KEY.exec(upload.key);
   if (!match) return undefined;
-  const [, model = '', file = ''] = match;
+  const [, model = '', file = '', suffix = 'onnx'] = match;
   const jobId = jobIdFor(upload);
   const validModel = MODEL_NAME_PATTERN.test(model) && !model.includes('..');
-  return { model, file, validModel, jobId, reportKey: keys.job(validModel ? model : REJECTED, jobId) };
+  return { model, file, suffix: suffix as UploadJob['suffix'], validModel, jobId, reportKey: keys.job(validModel ? model : REJECTED, jobId) };
 }
 
 /** A failed job's report: nothing was published, `reason` says why. */

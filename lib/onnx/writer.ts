@@ -25,6 +25,7 @@ export type AttributeDef =
   | { name: string; s: string }
   | { name: string; floats: number[] }
   | { name: string; ints: (number | bigint)[] }
+  | { name: string; strings: string[] }
   | { name: string; t: TensorDef }
   | { name: string; g: GraphDef };
 
@@ -60,6 +61,7 @@ const ATTR_TENSOR = 4;
 const ATTR_GRAPH = 5;
 const ATTR_FLOATS = 6;
 const ATTR_INTS = 7;
+const ATTR_STRINGS = 8;
 
 function writeTensor(w: WireWriter, t: TensorDef): void {
   if (t.dims.length) w.packedVarints(1, t.dims);
@@ -95,6 +97,10 @@ function writeAttribute(w: WireWriter, a: AttributeDef): void {
   else if ('t' in a) w.message(5, (t) => writeTensor(t, a.t)).varint(20, ATTR_TENSOR);
   else if ('g' in a) w.message(6, (g) => writeGraph(g, a.g)).varint(20, ATTR_GRAPH);
   else if ('floats' in a) w.packedFloats(7, a.floats).varint(20, ATTR_FLOATS);
+  else if ('strings' in a) {
+    for (const v of a.strings) w.string(9, v);
+    w.varint(20, ATTR_STRINGS);
+  }
   else w.packedVarints(8, a.ints).varint(20, ATTR_INTS);
 }
 

@@ -137,6 +137,16 @@ describe('serverless package', () => {
         Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
         Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.onnx' }] } },
       },
+      {
+        Event: 's3:ObjectCreated:*',
+        Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
+        Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.zip' }] } },
+      },
+      {
+        Event: 's3:ObjectCreated:*',
+        Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
+        Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.h5' }] } },
+      },
     ]);
     const [, invokeConfig] = resourcesOf('AWS::Lambda::EventInvokeConfig')[0]!;
     expect(invokeConfig.Properties).toMatchObject({
@@ -153,7 +163,11 @@ describe('serverless package', () => {
     expect(trigger.Properties).toMatchObject({
       FunctionName: 'onnx-lambda-test-convert',
       BucketName: 'onnx-lambda-test-models',
-      BucketConfigs: [{ Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] }],
+      BucketConfigs: [
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] },
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.zip' }] },
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.h5' }] },
+      ],
     });
   });
 

@@ -4,8 +4,11 @@
  * or to a deployed stage with --api and --bucket (AWS credentials from the usual chain).
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { importTfjsZip } from '../../lib/convert/import/import-upload';
+import { importKerasH5 } from '../../lib/convert/import/keras-h5';
+import { writeZip } from '../../lib/convert/import/zip';
 import { parseUploadOptions } from '../../lib/convert/options';
 import { outlineModel } from '../../lib/onnx/inspect';
 import { keys, versionOfManifestKey } from '../../lib/registry/keys';
@@ -21,6 +24,7 @@ const USAGE = `usage: npm run model -- <command> [options]
 commands
   upload <file.onnx> --name <model> [--options <file.json>]   upload, follow the conversion, print its report
                      (a tokenizer.json the options declare is uploaded first, from beside the options file)
+                     (also a Keras 2 .h5, a zipped TF.js layers model, or its model.json: the folder is zipped)
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
   infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)
@@ -165,10 +169,39 @@ function table(rows: string[][]): string {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-async function upload(t: Target, file: string, name: string | undefined, optionsFile: string | undefined): Promise<number> {
-  const model = userCheck(() => checkModelName(name ?? basename(file, extname(file)).toLowerCase()));
+/** A TF.js model folder zipped from its model.json: the file and the weight shards it names. */
+function zipTfjsFolder(modelJson: string): Buffer {
+  const json = readJsonFile(modelJson, 'model.json') as { weightsManifest?: { paths?: unknown }[] };
+  const dir = dirname(modelJson);
+  const files = [{ name: 'model.json', data: new Uint8Array(readFileOrExplain(modelJson, 'model.json')) }];
+  for (const group of json.weightsManifest ?? []) {
+    for (const path of Array.isArray(group.paths) ? group.paths : []) {
+      if (typeof path !== 'string') throw new UserError(`${modelJson}: a weightsManifest path is not a string`);
+      files.push({ name: path, data: new Uint8Array(readFileOrExplain(join(dir, path), `weight file named by ${modelJson}:`)) });
+    }
+  }
+  return Buffer.from(writeZip(files));
+}
+
+/** The bytes to upload and their suffix: an ONNX file, a zipped TF.js folder, or a model.json whose folder is zipped. */
+function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip' | 'h5'; base: string } {
+  if (basename(file) === 'model.json') {
+    const bytes = zipTfjsFolder(file);
+    userCheck(() => importTfjsZip(bytes));
+    return { bytes, suffix: 'zip', base: basename(resolve(dirname(file))) };
+  }
+  const ext = extname(file).toLowerCase();
   const bytes = readFileOrExplain(file, 'model file');
   if (bytes.byteLength === 0) throw new UserError(`${file} is empty`);
+  if (ext === '.zip') {
+    userCheck(() => importTfjsZip(bytes));
+    return { bytes, suffix: 'zip', base: basename(file, extname(file)) };
+  }
+  if (ext === '.h5') {
+    userCheck(() => importKerasH5(bytes));
+    return { bytes, suffix: 'h5', base: basename(file, extname(file)) };
+  }
+  if (ext === '.keras') throw new UserError(`${file}: .keras (Keras 3) uploads are not supported yet; save as .h5 (Keras 2) or with TF.js (model.json + shards)`);
   userCheck(() => {
     try {
       outlineModel(bytes);
@@ -176,12 +209,18 @@ async function upload(t: Target, file: string, name: string | undefined, options
       throw new Error(`${file} is not an ONNX model: ${(err as Error).message}`);
     }
   });
+  return { bytes, suffix: 'onnx', base: basename(file, extname(file)) };
+}
+
+async function upload(t: Target, file: string, name: string | undefined, optionsFile: string | undefined): Promise<number> {
+  const { bytes, suffix, base } = readUpload(file);
+  const model = userCheck(() => checkModelName(name ?? base.toLowerCase()));
   let options: unknown;
   if (optionsFile !== undefined) {
     options = readJsonFile(optionsFile, 'options file');
     userCheck(() => parseUploadOptions(options));
   }
-  const fileName = basename(file, extname(file)).replace(/[^A-Za-z0-9._-]/g, '_') || 'model';
+  const fileName = base.replace(/[^A-Za-z0-9._-]/g, '_') || 'model';
   const tty = process.stderr.isTTY;
   const bar = (sent: number, total: number): void => {
     if (!tty) return;
@@ -191,7 +230,7 @@ async function upload(t: Target, file: string, name: string | undefined, options
   };
   await uploadDeclaredFiles(t, model, options, optionsFile);
   const uploadedAt = new Date().toISOString();
-  const uploaded = await uploadModel(t.client, t.store, { model, name: fileName, bytes, options, onProgress: bar });
+  const uploaded = await uploadModel(t.client, t.store, { model, name: fileName, bytes, suffix, options, onProgress: bar });
   if (tty) process.stderr.write('\n');
   console.log(`uploaded s3://${t.bucket}/${uploaded.key} (${(bytes.byteLength / 1e6).toFixed(2)} MB); conversion job ${uploaded.jobId}`);
   let shownState = '';

@@ -11,9 +11,11 @@ import type { ObjectStore } from '../../lib/storage/object-store';
 
 export interface UploadRequest {
   model: string;
-  /** The file name under uploads/<model>/, without `.onnx`. */
+  /** The file name under uploads/<model>/, without its suffix. */
   name: string;
   bytes: Uint8Array;
+  /** The upload's suffix: `onnx` (the default), `zip` (a TF.js model folder) or `h5` (Keras 2). */
+  suffix?: 'onnx' | 'zip' | 'h5';
   /** The sidecar's JSON object, uploaded first so the job finds it. */
   options?: unknown;
   /** Called as the model's bytes go out. */
@@ -46,7 +48,7 @@ export async function uploadModel(client: S3Client, store: ObjectStore, request:
       }
     })(),
   );
-  const key = `${base}.onnx`;
+  const key = `${base}.${request.suffix ?? 'onnx'}`;
   const out = await client.send(
     new PutObjectCommand({ Bucket: store.bucket, Key: key, Body: body, ContentLength: bytes.byteLength, ContentType: 'application/octet-stream' }),
   );

@@ -1,0 +1,50 @@
+import { posix } from 'node:path';
+import { encodeModel } from '../../onnx/writer';
+import { ConversionError } from '../errors';
+import { importKerasH5 } from './keras-h5';
+import { readTfjsLayersModel, type TfjsArtifacts } from './tfjs-layers-model';
+import { ZipArchive, type ZipLimits } from './zip';
+
+/** Upload suffixes converted to ONNX before the pipeline, besides `.onnx` itself. */
+export const IMPORT_SUFFIXES = ['zip', 'h5'] as const;
+export type ImportSuffix = (typeof IMPORT_SUFFIXES)[number];
+
+export interface ImportResult {
+  onnx: Uint8Array;
+  /** What was read: `tfjs-layers` for a TF.js folder. */
+  format: string;
+  /** The original as TF.js loads it, to measure the conversion against. */
+  tfjs: TfjsArtifacts;
+}
+
+/** The folder's model.json: at the archive's root, or the only one in it. */
+function findModelJson(zip: ZipArchive): string {
+  if (zip.has('model.json')) return 'model.json';
+  const found = zip.names().filter((n) => posix.basename(n) === 'model.json');
+  if (found.length === 1) return found[0]!;
+  if (found.length === 0) throw new ConversionError(`the zip holds no model.json (it holds ${zip.names().slice(0, 10).join(', ')})`);
+  throw new ConversionError(`the zip holds ${found.length} model.json files (${found.join(', ')}); upload one model per zip`);
+}
+
+/** Converts a TF.js model folder, zipped, to ONNX bytes. */
+export function importTfjsZip(bytes: Uint8Array, limits?: ZipLimits): ImportResult {
+  const zip = new ZipArchive(bytes, limits);
+  const modelJson = findModelJson(zip);
+  const dir = posix.dirname(modelJson);
+  const { def, artifacts } = readTfjsLayersModel(zip.read(modelJson), (path) => {
+    const name = posix.normalize(posix.join(dir, path));
+    if (!zip.has(name)) throw new ConversionError(`model.json names the weight file "${path}", which the zip does not hold`);
+    return zip.read(name);
+  });
+  return { onnx: encodeModel(def), format: 'tfjs-layers', tfjs: artifacts };
+}
+
+/** Converts an upload in one of IMPORT_SUFFIXES to ONNX bytes. */
+export function importUpload(suffix: ImportSuffix, bytes: Uint8Array, limits?: ZipLimits): ImportResult {
+  if (suffix === 'zip') return importTfjsZip(bytes, limits);
+  if (suffix === 'h5') {
+    const { def, artifacts } = importKerasH5(bytes);
+    return { onnx: encodeModel(def), format: 'keras-h5', tfjs: artifacts };
+  }
+  throw new ConversionError(`.${String(suffix)} uploads are not supported`);
+}
