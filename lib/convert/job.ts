@@ -253,18 +253,13 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     report.source = { key: upload.key, etag: upload.etag ?? head.etag, bytes: source.byteLength, sha256: sha256Hex(source) };
     timingsMs.fetch = performance.now() - started;
 
+    let imported: ReturnType<typeof importUpload> | undefined;
     if (suffix !== 'onnx') {
       started = performance.now();
-      const imported = importUpload(suffix, source, { ...DEFAULT_ZIP_LIMITS, maxTotalBytes: deps.maxModelBytes });
+      imported = importUpload(suffix, source, { ...DEFAULT_ZIP_LIMITS, maxTotalBytes: deps.maxModelBytes });
       source = imported.onnx;
       report.import = { format: imported.format, onnxBytes: source.byteLength };
       timingsMs.import = performance.now() - started;
-      // The export is checked against the original before quantization can blur the two.
-      started = performance.now();
-      const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
-      report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
-      timingsMs.importFidelity = performance.now() - started;
-      checkImportFidelity(report.import.fidelity);
     }
 
     started = performance.now();
@@ -297,6 +292,17 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     }
     if (options.evaluationSet) {
       options.pipeline.evaluationSet = await resolveEvaluationSet(options.evaluationSet, deps.store, model, await specsOfSource(), options.declarations, options.classLabels);
+    }
+    if (imported && report.import) {
+      // The export is checked against the original on the evaluation's own samples (images and
+      // texts through their declarations, else the calibration files), before quantization can
+      // blur the two.
+      started = performance.now();
+      const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
+      report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
+      timingsMs.importFidelity = performance.now() - started;
+      checkImportFidelity(report.import.fidelity);
+      imported = undefined;
     }
     const masks = Object.entries(options.declarations?.postprocess ?? {}).flatMap(([name, d]) => (d.type === 'mask' ? [[name, { activation: d.activation, threshold: d.threshold ?? 0.5 }] as const] : []));
     if (masks.length > 0) options.pipeline.evaluate.masks = Object.fromEntries(masks);

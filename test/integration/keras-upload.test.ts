@@ -1,4 +1,5 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import sharp from 'sharp';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { JobReport } from '../../lib/convert/job';
@@ -99,6 +100,36 @@ describe('a TF.js layers model uploaded as a zip goes through the conversion job
     const argmax = (a: ArrayLike<number>) => Array.from(a).indexOf(Math.max(...Array.from(a)));
     expect(argmax(got)).toBe(argmax(want));
     for (let i = 0; i < 10; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(0.05);
+  });
+
+  test('a Keras classifier with declared image pre-processing: fidelity runs on the image samples, and a JPEG gets labels', async () => {
+    const { model, zip } = await zippedClassifier();
+    const solid = async (r: number, g: number, b: number): Promise<Buffer> => sharp({ create: { width: 40, height: 30, channels: 3, background: { r, g, b } } }).jpeg().toBuffer();
+    const photos = [await solid(220, 20, 20), await solid(20, 20, 220), await solid(20, 220, 20)];
+    const options = {
+      classLabels: Array.from({ length: 10 }, (_, i) => `class${i}`),
+      preprocess: { image: { type: 'image', layout: 'NHWC', scale: 1 / 255 } },
+      postprocess: { probs: { type: 'classification', activation: 'none', topK: 2 } },
+      sampleInputs: [{ image: { b64: photos[0]!.toString('base64') } }, { image: photos.slice(1).map((p) => ({ b64: p.toString('base64') })) }],
+    };
+    await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'uploads/tfjs-photo/classifier.json', Body: JSON.stringify(options) }));
+    const report = await runConvert('uploads/tfjs-photo/classifier.zip', zip);
+    expect(report).toMatchObject({ status: 'succeeded', version: 1, import: { format: 'tfjs-layers', fidelity: { passed: true } } });
+    // The two image samples (three photos), decoded and resized by the declaration, fed both TF.js and the export.
+    expect(report.import!.fidelity!.samples).toBe(2);
+
+    // The same photo through the HTTP API and through TF.js on the same pixels (sharp, 16x16, /255).
+    const res = (await serving.handler(
+      { ...httpEvent('POST', '/v2/models/tfjs-photo/infer', { headers: { 'content-type': 'image/jpeg' } }), body: photos[0]!.toString('base64'), isBase64Encoded: true },
+      lambdaContext(),
+    )) as { statusCode: number; body: string };
+    expect(res.statusCode).toBe(200);
+    const top = (JSON.parse(res.body) as { outputs: { name: string; data: string[] }[] }).outputs[0]!.data;
+    expect(top).toHaveLength(2);
+    const pixels = await sharp(photos[0]).resize(16, 16, { fit: 'fill' }).removeAlpha().raw().toBuffer();
+    const want = (model.predict(tf.tensor(Float32Array.from(pixels, (v) => v / 255), [1, 16, 16, 3])) as tf.Tensor).dataSync();
+    const best = Array.from(want).indexOf(Math.max(...Array.from(want)));
+    expect(top[0]).toMatch(new RegExp(`^[\\d.]+:${best}:class${best}$`));
   });
 
   test('a real pretrained model from npm (nsfwjs MobileNetV2, Keras 2.2.4, uint8 weights): converted, gated, served like TF.js', async () => {
