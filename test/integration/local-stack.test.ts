@@ -7,6 +7,7 @@ import type { StackState } from '../../tools/stack/local';
 import { freeStackPorts, groupAlive, portIsFree, ROOT, runToEnd, START, startStack, stackEnv, stopStack, withLogTail, type StackPorts } from '../helpers/local-stack';
 import { denseStackModel } from '../helpers/models';
 import { bertUncasedTokenizerJson, bertUncasedVocab, sentimentModel } from '../helpers/text';
+import { nsfwMobileNetV2, tf, tfl, useCpuBackend } from '../helpers/tfjs';
 
 /**
  * The local stack exactly as `npm start` runs it (package.json's start script, in a subprocess,
@@ -119,6 +120,34 @@ async function stackLifecycle(): Promise<void> {
     const answered = await runToEnd('npm run -s model -- infer reviews --text "I love it"', env);
     expect(answered.code).toBe(0);
     expect(answered.output).toMatch(/logits:\n {4}0\.9\d{3} {2}positive\n/);
+
+    // A real pretrained TF.js layers model from npm, uploaded by its model.json (the CLI zips the
+    // folder): imported, checked against TF.js, quantized, served, and answering like TF.js.
+    const nsfw = nsfwMobileNetV2();
+    const folder = join(dataDir, 'tfjs-upload');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'model.json'), nsfw.modelJson);
+    for (const [name, bytes] of nsfw.shards) writeFileSync(join(folder, name), bytes);
+    const imported = await runToEnd(`npm run -s model -- upload ${join(folder, 'model.json')} --name nsfw`, env);
+    expect(imported.output).toContain('published nsfw version 1');
+    expect(imported.output).toMatch(/import {6}tfjs-layers -> ONNX [\d.]+ MB\n {2}output \S+ vs TF\.js: cosine (1\.000000|0\.99999\d)/);
+    expect(imported.code).toBe(0);
+    await useCpuBackend();
+    const json = JSON.parse(Buffer.from(nsfw.modelJson).toString()) as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+    const inTfjs = await tfl.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0]!.weights, weightData: [...nsfw.shards.values()][0]!.slice().buffer }));
+    const pixels = Float32Array.from({ length: 224 * 224 * 3 }, (_, i) => Math.cos(i / 997) * 0.8);
+    const want = Array.from((inTfjs.predict(tf.tensor(pixels, [1, 224, 224, 3])) as tf.Tensor).dataSync());
+    const nsfwRes = await fetch(`${apiUrl}/v2/models/nsfw/infer`, {
+      method: 'POST',
+      signal: timeout(),
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'input_1', shape: [1, 224, 224, 3], datatype: 'FP32', data: Array.from(pixels) }] }),
+    });
+    expect(nsfwRes.status).toBe(200);
+    const got = ((await nsfwRes.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data;
+    expect(got).toHaveLength(want.length);
+    expect(got.indexOf(Math.max(...got))).toBe(want.indexOf(Math.max(...want)));
+    for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(0.05);
   } finally {
     expect(await stopStack(first)).toBe(130);
   }

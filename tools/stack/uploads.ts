@@ -89,6 +89,12 @@ export function summarizeReport(report: JobReport): string[] {
   }
   const f = report.figures;
   lines.push(`published ${report.model} version ${report.version ?? '?'} (${report.outcome ?? 'converted'})`);
+  if (report.import) {
+    lines.push(`  import      ${report.import.format} -> ONNX ${(report.import.onnxBytes / 1e6).toFixed(2)} MB`);
+    for (const [name, o] of Object.entries(report.import.fidelity?.outputs ?? {})) {
+      lines.push(`  output ${name} vs TF.js: cosine ${o.cosine.toFixed(6)}, max abs error ${o.maxAbsError.toExponential(2)}`);
+    }
+  }
   if (f) {
     const mb = (n: number): string => `${(n / 1e6).toFixed(2)} MB`;
     lines.push(`  size        ${mb(f.bytes.original)} -> ${mb(f.bytes.converted)} (${f.compressionPercent.toFixed(1)}% smaller)`);
