@@ -61,13 +61,18 @@ function images(count: number, seed: number): Record<string, Tensor>[] {
   });
 }
 
+/** The model as TF.js saves it, zipped as an upload. */
+async function zipped(model: tfl.LayersModel): Promise<Uint8Array> {
+  const saved = await saveTfjs(model);
+  return writeZip([{ name: 'model.json', data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name, data }))]);
+}
+
 async function main(): Promise<void> {
   await useCpuBackend();
   const model = mobileNetV2();
   seedWeights(model, 1);
   // Seeded weights at the scale of trained ones keep activations in range through 50+ layers.
-  const saved = await saveTfjs(model);
-  const zip = writeZip([{ name: 'model.json', data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name, data }))]);
+  const zip = await zipped(model);
 
   // The import runs in a fresh process, so its peak RSS is the import's own, not the model building's.
   const dir = mkdtempSync(join(tmpdir(), 'bench-keras-'));
@@ -100,26 +105,38 @@ async function main(): Promise<void> {
   );
 }
 
+/** The job's steps on an upload: import, fidelity against TF.js, int8-static; `after` is called after each. */
+async function jobSteps(zip: Uint8Array, after: (step: string) => void): Promise<void> {
+  const imported = importTfjsZip(zip);
+  after('import');
+  await measureImportFidelity(imported.tfjs, imported.onnx, { samples: images(4, 1), sampleCount: 4, seed: 1, dynamicDims: { first: 1, other: 1 } }, 0.9999);
+  after('fidelity');
+  await convertModel(imported.onnx, { ...DEFAULT_PIPELINE_OPTIONS, mode: 'int8-static', evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: images(16, 2), intraOpNumThreads: 1 } });
+  after('int8');
+}
+
 /**
- * In a child process: the job's steps on the zip at `path` (import, fidelity against TF.js on 4
- * samples, int8-static conversion on 16), printing the peak RSS growth after each as JSON. The
- * kernel's high-water mark only rises, so each figure is the peak up to and including that step.
+ * In a child process: the job's steps on the zip at `path`, printing the peak RSS growth after
+ * each as JSON. The kernel's high-water mark only rises, so each figure is the peak up to and
+ * including that step. The same steps run first on a tiny model, so the runtimes' own start-up
+ * (onnxruntime's library and arena, TF.js's kernels) is in the baseline, not charged to the model.
  */
 async function importChild(path: string): Promise<void> {
-  const zip = new Uint8Array(readFileSync(path));
   await useCpuBackend();
+  const tiny = tfl.sequential({ layers: [tfl.layers.inputLayer({ inputShape: [224, 224, 3], name: 'image' }), tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 8 }), tfl.layers.globalAveragePooling2d({}), tfl.layers.dense({ units: 2 })] });
+  seedWeights(tiny, 2);
+  await jobSteps(await zipped(tiny), () => undefined);
+  const zip = new Uint8Array(readFileSync(path));
   global.gc?.();
   const base = process.memoryUsage().rss;
-  const peak = (): number => Math.max(0, process.resourceUsage().maxRSS * 1024 - base);
+  const peaks: Record<string, number> = {};
   const started = performance.now();
-  const imported = importTfjsZip(zip);
-  const importMs = performance.now() - started;
-  const afterImport = peak();
-  const samples = images(4, 1);
-  await measureImportFidelity(imported.tfjs, imported.onnx, { samples, sampleCount: samples.length, seed: 1, dynamicDims: { first: 1, other: 1 } }, 0.9999);
-  const afterFidelity = peak();
-  await convertModel(imported.onnx, { ...DEFAULT_PIPELINE_OPTIONS, mode: 'int8-static', evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: images(16, 2), intraOpNumThreads: 1 } });
-  console.log(JSON.stringify({ importMs, peakGrowth: afterImport, afterFidelity, afterInt8: peak() }));
+  let importMs = 0;
+  await jobSteps(zip, (step) => {
+    if (step === 'import') importMs = performance.now() - started;
+    peaks[step] = Math.max(0, process.resourceUsage().maxRSS * 1024 - base);
+  });
+  console.log(JSON.stringify({ importMs, peakGrowth: peaks.import, afterFidelity: peaks.fidelity, afterInt8: peaks.int8 }));
 }
 
 if (process.argv[2] === 'import-child') void importChild(process.argv[3]!);
