@@ -135,13 +135,21 @@ export class WireReader {
   }
 }
 
+/**
+ * Appends fields to a list of parts and concatenates them once, in finish(). A nested message's
+ * parts join its parent's list behind the length prefix, so a tensor's bytes are copied only
+ * once however deep the message that holds them.
+ */
 export class WireWriter {
   private chunks: number[] = [];
   private parts: Uint8Array[] = [];
+  /** Bytes in `parts` (flushed chunks included). */
+  private size = 0;
 
   private flushBytes(): void {
     if (this.chunks.length) {
       this.parts.push(Uint8Array.from(this.chunks));
+      this.size += this.chunks.length;
       this.chunks = [];
     }
   }
@@ -159,6 +167,16 @@ export class WireWriter {
     this.rawVarint(BigInt(field * 8 + wireType));
   }
 
+  /** The length prefix, then the parts as they are (not copied). */
+  private lengthDelimited(field: number, parts: readonly Uint8Array[], length: number): this {
+    this.key(field, WIRE_LEN);
+    this.rawVarint(BigInt(length));
+    this.flushBytes();
+    for (const part of parts) this.parts.push(part);
+    this.size += length;
+    return this;
+  }
+
   varint(field: number, value: number | bigint): this {
     this.key(field, WIRE_VARINT);
     this.rawVarint(BigInt(value));
@@ -174,11 +192,7 @@ export class WireWriter {
   }
 
   bytes(field: number, value: Uint8Array): this {
-    this.key(field, WIRE_LEN);
-    this.rawVarint(BigInt(value.byteLength));
-    this.flushBytes();
-    this.parts.push(value);
-    return this;
+    return this.lengthDelimited(field, [value], value.byteLength);
   }
 
   string(field: number, value: string): this {
@@ -188,13 +202,15 @@ export class WireWriter {
   message(field: number, build: (w: WireWriter) => void): this {
     const inner = new WireWriter();
     build(inner);
-    return this.bytes(field, inner.finish());
+    inner.flushBytes();
+    return this.lengthDelimited(field, inner.parts, inner.size);
   }
 
   packedVarints(field: number, values: readonly (number | bigint)[]): this {
     const inner = new WireWriter();
     for (const v of values) inner.rawVarint(BigInt(v));
-    return this.bytes(field, inner.finish());
+    inner.flushBytes();
+    return this.lengthDelimited(field, inner.parts, inner.size);
   }
 
   packedFloats(field: number, values: readonly number[]): this {
@@ -206,6 +222,6 @@ export class WireWriter {
 
   finish(): Uint8Array {
     this.flushBytes();
-    return Buffer.concat(this.parts);
+    return Buffer.concat(this.parts, this.size);
   }
 }
