@@ -120,6 +120,19 @@ export function writeKerasH5(model: tfl.LayersModel): Uint8Array {
     groups: Object.fromEntries(Object.entries(groups).sort(([a], [b]) => a.length - b.length)),
     datasets,
   };
+  return writeH5(spec);
+}
+
+/** What `write-h5.mjs` writes: root attributes, groups with attributes, float32 datasets. */
+export interface H5Spec {
+  attrs?: Record<string, unknown>;
+  groups?: Record<string, { attrs?: Record<string, unknown> }>;
+  /** `data`, or `zeros: true` for a dataset of zeros; `compression` (gzip level) stores it chunked. */
+  datasets?: { path: string; shape: number[]; data?: number[]; zeros?: boolean; compression?: number }[];
+}
+
+/** An HDF5 file written by h5wasm (the HDF5 C library as WASM) in a child process. */
+export function writeH5(spec: H5Spec): Uint8Array {
   const dir = mkdtempSync(join(tmpdir(), 'keras-h5-'));
   try {
     const out = join(dir, 'model.h5');

@@ -46,7 +46,13 @@ export async function measureImportFidelity(
   minCosine: number,
 ): Promise<ImportFidelity> {
   await cpuBackend();
-  const model = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
+  let model: tfl.LayersModel;
+  try {
+    model = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
+  } catch (err) {
+    // The export was built from the same files: TF.js refusing them is the upload's fault.
+    throw new ConversionError(`import fidelity: TF.js cannot load the original model: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
   const session = await InferenceSession.create(onnx, { logSeverityLevel: 3, intraOpNumThreads: options.intraOpNumThreads ?? 1 });
   try {
     const samples = options.samples ?? generateSamples(session, OnnxModel.decode(onnx), options as EvaluateOptions);
@@ -67,7 +73,12 @@ export async function measureImportFidelity(
         if (!t) throw new ConversionError(`import fidelity: a sample has no input "${n}"`);
         return toTfjs(t);
       });
-      const predicted = model.predict(inputs);
+      let predicted: tf.Tensor | tf.Tensor[];
+      try {
+        predicted = model.predict(inputs);
+      } catch (err) {
+        throw new ConversionError(`import fidelity: TF.js cannot run the original model: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      }
       const outs = Array.isArray(predicted) ? predicted : [predicted];
       const ran = await session.run(feeds);
       names.forEach((name, i) => {

@@ -31,11 +31,15 @@ export function importTfjsZip(bytes: Uint8Array, limits?: ZipLimits): ImportResu
   const zip = new ZipArchive(bytes, limits);
   const modelJson = findModelJson(zip);
   const dir = posix.dirname(modelJson);
-  const { def, artifacts } = readTfjsLayersModel(zip.read(modelJson), (path) => {
-    const name = posix.normalize(posix.join(dir, path));
-    if (!zip.has(name)) throw new ConversionError(`model.json names the weight file "${path}", which the zip does not hold`);
-    return zip.read(name);
-  });
+  const { def, artifacts } = readTfjsLayersModel(
+    zip.read(modelJson),
+    (path) => {
+      const name = posix.normalize(posix.join(dir, path));
+      if (!zip.has(name)) throw new ConversionError(`model.json names the weight file "${path}", which the zip does not hold`);
+      return zip.read(name);
+    },
+    limits?.maxTotalBytes,
+  );
   return { onnx: encodeModel(def), format: 'tfjs-layers', tfjs: artifacts };
 }
 

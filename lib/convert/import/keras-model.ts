@@ -244,6 +244,17 @@ function outputNames(spec: LayerSpec, count: number): string[] {
  * convolutions run channels-first, with a transpose only where a tensor changes layout.
  */
 export function convertKerasModel(modelConfig: unknown, weights: Map<string, Weight>, source: KerasSource): ModelDef {
+  try {
+    return convertChecked(modelConfig, weights, source);
+  } catch (err) {
+    if (err instanceof ConversionError) throw err;
+    // A config shaped unlike anything Keras writes (a string where a list belongs, a cycle
+    // deeper than the stack...) is the upload's fault: said so, with what broke.
+    throw new ConversionError(`the Keras model config is malformed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
+}
+
+function convertChecked(modelConfig: unknown, weights: Map<string, Weight>, source: KerasSource): ModelDef {
   const spec = asObject(modelConfig, 'model_config') as unknown as LayerSpec;
   if (!MODEL_CLASSES.has(spec.class_name)) throw new ConversionError(`model_config is a ${String(spec.class_name)}, not a Sequential or Functional model`);
   const fromTfjs = source.kerasVersion.startsWith('tfjs');

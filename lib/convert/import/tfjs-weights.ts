@@ -68,6 +68,21 @@ function decodeEntry(entry: ManifestEntry, bytes: Uint8Array): Float32Array {
   return out;
 }
 
+/** A manifest entry as TF.js writes it: a name, and a shape of whole, non-negative dimensions. */
+function checkEntry(entry: unknown): asserts entry is ManifestEntry {
+  const e = entry as Partial<ManifestEntry> | null;
+  if (!e || typeof e !== 'object' || typeof e.name !== 'string') throw new ConversionError('model.json: a weightsManifest entry has no name');
+  if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && (d) >= 0)) {
+    throw new ConversionError(`weight "${e.name}": shape ${JSON.stringify(e.shape)} is not a list of whole, non-negative dimensions`);
+  }
+  if (typeof e.dtype !== 'string') throw new ConversionError(`weight "${e.name}": dtype ${JSON.stringify(e.dtype)} is not a name`);
+  if (e.quantization !== undefined && (typeof e.quantization !== 'object' || e.quantization === null)) throw new ConversionError(`weight "${e.name}": quantization is not an object`);
+  const q = e.quantization;
+  if (q && ((q.scale !== undefined && !Number.isFinite(q.scale)) || (q.min !== undefined && !Number.isFinite(q.min)))) {
+    throw new ConversionError(`weight "${e.name}": quantization scale and min must be finite numbers`);
+  }
+}
+
 function entryBytes(entry: ManifestEntry): number {
   const dtype = entry.quantization?.dtype ?? entry.dtype;
   const per = BYTES_PER[dtype];
@@ -85,6 +100,7 @@ export function readTfjsWeights(manifest: unknown, readShard: (path: string) => 
   const weights = new Map<string, Weight>();
   for (const group of manifest as ManifestGroup[]) {
     if (!Array.isArray(group?.paths) || !Array.isArray(group.weights)) throw new ConversionError('model.json: a weightsManifest group lacks paths or weights');
+    if (!group.paths.every((p) => typeof p === 'string')) throw new ConversionError('model.json: a weightsManifest group has a path that is not a string');
     const shards = group.paths.map((p) => readShard(p));
     const total = shards.reduce((a, s) => a + s.byteLength, 0);
     // One shard is used as it is: a copy would be one more model-sized buffer at the peak.
@@ -99,6 +115,7 @@ export function readTfjsWeights(manifest: unknown, readShard: (path: string) => 
     onGroupBytes?.(joined);
     let offset = 0;
     for (const entry of group.weights) {
+      checkEntry(entry);
       const size = entryBytes(entry);
       if (offset + size > total) {
         throw new ConversionError(`weight "${entry.name}" ends at byte ${offset + size}, past the ${total} bytes of its shards (${group.paths.join(', ')})`);
