@@ -29,6 +29,8 @@ export interface StaticInt8Report {
   affineFolded: number;
   /** Adds of two quantized Conv outputs written in QDQ form (onnxruntime's QLinearAdd). */
   addsQuantized: number;
+  /** Concats written DQ per input -> Concat -> Q (onnxruntime's QLinearConcat). */
+  concatsQuantized: number;
   /** Conv nodes left in float, by name, and why. */
   keptFloat: Record<string, string>;
   /** The sensitivity pass, when asked for: each Conv's cost quantized alone (1 - output cosine), by name. */
@@ -190,8 +192,24 @@ export function foldIntoConvs(graph: GraphView): { batchNorms: number; affine: n
   return folded;
 }
 
-/** Finds the Convs to quantize, with why each other Conv stays float. */
-function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]; keptFloat: Record<string, string>; adds: NodeView[] } {
+/** What a static quantization of a graph writes, found before anything is rewritten. */
+interface StaticPlan {
+  plans: ConvPlan[];
+  keptFloat: Record<string, string>;
+  adds: NodeView[];
+  concats: NodeView[];
+  /** MaxPool/Resize output -> its input: the tensor whose scale and zero point it carries. */
+  passThrough: Map<string, string>;
+  /**
+   * Float tensors quantized where they are produced because a quantized Concat reads them
+   * (through pass-through ops or not), with the nodes that then read the DQ: the Concat, or the
+   * first MaxPool/Resize on the way to it. Other readers keep the float tensor.
+   */
+  sources: Map<string, Set<ProtoMessage>>;
+}
+
+/** Finds the Convs to quantize, with why each other Conv stays float, and the joins around them. */
+function plan(model: OnnxModel, options: StaticInt8Options): StaticPlan {
   const graph = model.graph();
   const inputs = new Set(graph.inputNames());
   const constants = new Map<string, TensorView>();
@@ -233,7 +251,79 @@ function plan(model: OnnxModel, options: StaticInt8Options): { plans: ConvPlan[]
     const relu = next.length === 1 && count.get(y) === 1 && !outputs.has(y) && next[0]?.opType === 'Relu' && !next[0].domain ? next[0] : undefined;
     plans.push({ node, weight, ...(bias ? { bias } : {}), input, output: relu ? (relu.outputs[0] ?? '') : y, ...(relu ? { relu } : {}) });
   }
-  return { plans, keptFloat, adds: quantizedAdds(nodes, plans, outputs) };
+  const adds = quantizedAdds(nodes, plans, outputs);
+  const quantized = new Set([...plans.map((p) => p.output), ...adds.map((a) => a.outputs[0] ?? '')]);
+  const passThrough = new Map<string, string>();
+  for (const node of nodes) {
+    if (!isPassThrough(node)) continue;
+    const x = node.inputs[0] ?? '';
+    if (quantized.has(x) || passThrough.has(x)) passThrough.set(node.outputs[0] ?? '', x);
+  }
+  const { concats, sources } = quantizedConcats(nodes, plans, quantized, passThrough, count, outputs);
+  return { plans, keptFloat, adds, concats, passThrough, sources };
+}
+
+/** MaxPool and Resize move 8-bit values without computing new ones: onnxruntime runs them on 8-bit data between a DQ and a Q of the same parameters. */
+function isPassThrough(node: NodeView): boolean {
+  return !node.domain && (node.opType === 'MaxPool' || node.opType === 'Resize') && node.outputs.length === 1;
+}
+
+/**
+ * Concats onnxruntime can run as QLinearConcat: each input read through its own DequantizeLinear
+ * (scales may differ; the kernel requantizes each to the output's), the output through one
+ * QuantizeLinear. A Concat qualifies when its output is a quantized Conv's input (whose Q it
+ * then takes over), or when all its inputs are already quantized. An input that is not yet
+ * quantized is traced back through MaxPool/Resize that only it reads to the float tensor they
+ * move, and that tensor is quantized where it is produced, so they run on 8-bit data too (in a
+ * feature pyramid: the upsampling of each level before the Concat). A Concat read by a Conv
+ * holds float data, so every tensor traced from it is float.
+ */
+function quantizedConcats(
+  nodes: readonly NodeView[],
+  plans: readonly ConvPlan[],
+  quantized: ReadonlySet<string>,
+  passThrough: Map<string, string>,
+  count: ReadonlyMap<string, number>,
+  outputs: ReadonlySet<string>,
+): { concats: NodeView[]; sources: Map<string, Set<ProtoMessage>> } {
+  const producer = new Map<string, NodeView>();
+  for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
+  const convInputs = new Set(plans.map((p) => p.input));
+  const concats: NodeView[] = [];
+  const sources = new Map<string, Set<ProtoMessage>>();
+  for (const node of nodes) {
+    const y = node.outputs[0];
+    if (node.opType !== 'Concat' || node.domain || node.outputs.length !== 1 || !y || outputs.has(y) || node.inputs.length === 0) continue;
+    const traced: [string, ProtoMessage][] = [];
+    const chains: [string, string][] = [];
+    let ok = true;
+    for (const x of node.inputs) {
+      let t = x;
+      let reader = node.proto;
+      const chain: string[] = [];
+      for (;;) {
+        if (quantized.has(t) || passThrough.has(t)) break;
+        const p = producer.get(t);
+        if (p && isPassThrough(p) && count.get(t) === 1 && !outputs.has(t)) {
+          chain.push(t);
+          t = p.inputs[0] ?? '';
+          reader = p.proto;
+          continue;
+        }
+        break;
+      }
+      const known = quantized.has(t) || passThrough.has(t);
+      // A float source must be some node's output: not a constant, not a graph input.
+      if (!known && !producer.has(t)) ok = false;
+      if (!known) traced.push([t, reader]);
+      for (const c of chain) chains.push([c, t]);
+    }
+    if (!ok || (traced.length > 0 && !convInputs.has(y))) continue;
+    concats.push(node);
+    for (const [t, reader] of traced) sources.set(t, (sources.get(t) ?? new Set()).add(reader));
+    for (const [c, t] of chains) passThrough.set(c, t);
+  }
+  return { concats, sources };
 }
 
 /**
@@ -258,6 +348,8 @@ export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Op
   const planned = plan(model, options);
   for (const p of planned.plans) names.add(p.input).add(p.output);
   for (const a of planned.adds) names.add(a.outputs[0] ?? '');
+  for (const c of planned.concats) names.add(c.outputs[0] ?? '');
+  for (const t of planned.sources.keys()) names.add(t);
   return [...names];
 }
 
@@ -318,9 +410,19 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   }
   const graph = model.graph();
   const absorbed = foldIntoConvs(graph);
-  const { plans, keptFloat, adds } = plan(model, options);
-  const report: StaticInt8Report = { convs: 0, reluFolded: 0, batchNormsFolded: absorbed.batchNorms, affineFolded: absorbed.affine, addsQuantized: 0, keptFloat };
+  const planned = plan(model, options);
+  const { plans, keptFloat, adds } = planned;
+  const report: StaticInt8Report = {
+    convs: 0,
+    reluFolded: 0,
+    batchNormsFolded: absorbed.batchNorms,
+    affineFolded: absorbed.affine,
+    addsQuantized: 0,
+    concatsQuantized: 0,
+    keptFloat,
+  };
   const joins = new Set(adds.map((a) => a.proto));
+  const concats = new Set(planned.concats.map((c) => c.proto));
   if (plans.length === 0) return report;
   const byNode = new Map<ProtoMessage, ConvPlan>(plans.map((p) => [p.node.proto, p]));
   const folded = new Set<ProtoMessage>(plans.flatMap((p) => (p.relu ? [p.relu.proto] : [])));
@@ -335,13 +437,7 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   // MaxPool and Resize on a quantized tensor pass its 8-bit values through: a Conv reading their
   // output quantizes it with their input's scale and zero point, so onnxruntime drops the
   // DQ -> MaxPool/Resize -> Q round trip and runs them on the 8-bit data.
-  const quantizedOutputs = new Set([...plans.map((p) => p.output), ...adds.map((a) => a.outputs[0] ?? '')]);
-  const passThrough = new Map<string, string>();
-  for (const node of graph.nodes()) {
-    if (node.domain || !(node.opType === 'MaxPool' || node.opType === 'Resize') || node.outputs.length !== 1) continue;
-    const x = node.inputs[0] ?? '';
-    if (quantizedOutputs.has(x) || passThrough.has(x)) passThrough.set(node.outputs[0] ?? '', x);
-  }
+  const passThrough = planned.passThrough;
   const paramsOf = (name: string): { scale: number; zeroPoint: number } => {
     const source = passThrough.get(name);
     if (source !== undefined) return paramsOf(source);
@@ -366,8 +462,40 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   };
 
   const out: ProtoMessage[] = [];
+  /** Q -> DQ of `tensor` with its own (or its pass-through source's) parameters; returns the DQ's output. */
+  const quantizeHere = (tensor: string, dqName: string): string => {
+    const base = `${tensor}__s8_${counter++}`;
+    const [s, z] = scalarParams(base, tensor);
+    out.push(makeNode('QuantizeLinear', [tensor, s, z], [`${base}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${base}_q`, s, z], [dqName], `${base}_dq`));
+    return dqName;
+  };
+  // The readers of a float source quantized where it is produced (the Concat, or the first
+  // MaxPool/Resize on the way to it) read its DQ instead.
+  const renamed = new Map<ProtoMessage, Map<string, string>>();
+  const readInputs = (node: NodeView): ProtoMessage => {
+    const names = renamed.get(node.proto);
+    if (!names) return node.proto;
+    const copy = makeNode(node.opType, node.inputs.map((i) => names.get(i) ?? i), node.outputs, node.name, {}, node.domain);
+    for (const a of node.proto.all(NODE.attribute)) copy.fields.push(a);
+    return copy;
+  };
+
   for (const node of graph.nodes()) {
     if (folded.has(node.proto)) continue;
+    if (concats.has(node.proto)) {
+      // DQ per input (each with its own parameters) -> Concat -> Q -> DQ: onnxruntime's QLinearConcat.
+      const own = renamed.get(node.proto);
+      const inputs = node.inputs.map((x) => own?.get(x) ?? (dequantized.get(x) === x ? x : quantizeHere(x, `${x}__s8dq_${counter++}`)));
+      const y = node.outputs[0] ?? '';
+      const base = `${node.name || y}__s8_${counter++}`;
+      const concat = makeNode('Concat', inputs, [`${base}_cat`], node.name || `${base}_concat`);
+      for (const a of node.proto.all(NODE.attribute)) concat.fields.push(a);
+      const [s, z] = scalarParams(`${base}_y`, y);
+      out.push(concat, makeNode('QuantizeLinear', [`${base}_cat`, s, z], [`${base}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${base}_q`, s, z], [y], `${base}_dq`));
+      dequantized.set(y, y);
+      report.concatsQuantized++;
+      continue;
+    }
     if (joins.has(node.proto)) {
       const y = node.outputs[0] ?? '';
       const base = `${node.name || y}__s8_${counter++}`;
@@ -380,7 +508,14 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     }
     const p = byNode.get(node.proto);
     if (!p) {
-      out.push(node.proto);
+      out.push(readInputs(node));
+      for (const y of node.outputs) {
+        const readers = planned.sources.get(y);
+        if (!readers) continue;
+        const dq = quantizeHere(y, `${y}__s8dq_${counter++}`);
+        for (const r of readers) renamed.set(r, (renamed.get(r) ?? new Map<string, string>()).set(y, dq));
+        dequantized.set(y, dq);
+      }
       continue;
     }
     const base = `${p.node.name || p.output}__s8_${counter++}`;

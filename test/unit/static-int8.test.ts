@@ -84,7 +84,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 
   it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
     const { bytes, report } = await quantized(source, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, keptFloat: {} });
     const graph = OnnxModel.decode(bytes).graph();
     const ops = graph.nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
@@ -185,7 +185,7 @@ describe('static int8 (QDQ) for convolutions', () => {
       },
     });
     const { bytes, report } = await quantized(depthwise, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, keptFloat: {} });
     const runtime = (await runtimeGraph(bytes, 'extended')).graph();
     expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
     const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
@@ -394,5 +394,116 @@ describe('int8-static: MaxPool and Resize between quantized Convs', () => {
       return out;
     };
     expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.99);
+  });
+});
+
+/**
+ * A feature-pyramid-style join: image[1, 3, 16, 16] -> Conv a -> Relu (ra); Conv b (stride 2)
+ * -> Resize x2 (ub); Conv c (stride 2) -> swish written out (c x Sigmoid(c), a float op, m) ->
+ * Resize x2 (um); Concat(ra, ub, um) -> Conv d -> y. The Concat's inputs are a quantized Conv
+ * output, an upsampled quantized Conv output, and an upsampled float tensor.
+ */
+function pyramidNet(): Uint8Array {
+  const rand = prng(29);
+  const w = (n: number, s: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+  const pads = { name: 'pads', ints: [1, 1, 1, 1] };
+  const down = [pads, { name: 'strides', ints: [2, 2] }];
+  const up = [{ name: 'mode', s: 'nearest' }];
+  return encodeModel({
+    opsets: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'pyramid',
+      inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 16, 16] }],
+      outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 8, 16, 16] }],
+      initializers: [
+        floatTensor('ka', [8, 3, 3, 3], w(216, 0.4)),
+        floatTensor('kb', [8, 8, 3, 3], w(576, 0.2)),
+        floatTensor('kc', [8, 8, 3, 3], w(576, 0.2)),
+        floatTensor('kd', [8, 24, 3, 3], w(1728, 0.1)),
+        floatTensor('scales', [4], [1, 1, 2, 2]),
+      ],
+      nodes: [
+        { opType: 'Conv', name: 'conv_a', inputs: ['image', 'ka'], outputs: ['a'], attributes: [pads] },
+        { opType: 'Relu', inputs: ['a'], outputs: ['ra'] },
+        { opType: 'Conv', name: 'conv_b', inputs: ['ra', 'kb'], outputs: ['b'], attributes: down },
+        { opType: 'Resize', name: 'up_b', inputs: ['b', '', 'scales'], outputs: ['ub'], attributes: up },
+        { opType: 'Conv', name: 'conv_c', inputs: ['ra', 'kc'], outputs: ['c'], attributes: down },
+        { opType: 'Sigmoid', inputs: ['c'], outputs: ['sc'] },
+        { opType: 'Mul', name: 'swish', inputs: ['c', 'sc'], outputs: ['m'] },
+        { opType: 'Resize', name: 'up_m', inputs: ['m', '', 'scales'], outputs: ['um'], attributes: up },
+        { opType: 'Concat', name: 'join', inputs: ['ra', 'ub', 'um'], outputs: ['cat'], attributes: [{ name: 'axis', i: 1 }] },
+        { opType: 'Conv', name: 'conv_d', inputs: ['cat', 'kd'], outputs: ['y'], attributes: [pads] },
+      ],
+    },
+  });
+}
+
+describe('int8-static: a Concat of quantized and float branches', () => {
+  const source = pyramidNet();
+  const samples = (seed: number) => {
+    const rand = prng(seed);
+    return Array.from({ length: 8 }, () => ({ image: new Tensor('float32', Float32Array.from({ length: 768 }, rand), [1, 3, 16, 16]) }));
+  };
+  const convert = async () => {
+    const model = OnnxModel.decode(source);
+    const targets = staticCalibrationTargets(model, { keepFloat: [] });
+    const ranges = await calibrateMinMax(source, targets, samples(1));
+    const report = quantizeStatic(model, ranges, { keepFloat: [] });
+    return { targets, report, model };
+  };
+
+  it('calibrates the Concat\'s output and the float branch where it is produced, not after its Resize', async () => {
+    const { targets, report, model } = await convert();
+    expect(targets).toEqual(expect.arrayContaining(['cat', 'm']));
+    expect(report).toMatchObject({ convs: 4, concatsQuantized: 1 });
+    const nodes = model.graph().nodes();
+    const byOutput = (name: string) => nodes.find((n) => n.outputs.includes(name))!;
+    const join = nodes.find((n) => n.opType === 'Concat')!;
+    // Every Concat input is a DQ; its output goes through one Q.
+    expect(join.inputs.map((i) => byOutput(i).opType)).toEqual(['DequantizeLinear', 'DequantizeLinear', 'DequantizeLinear']);
+    expect(nodes.filter((n) => n.inputs.includes(join.outputs[0]!)).map((n) => n.opType)).toEqual(['QuantizeLinear']);
+    // Both Resizes read a DQ (8-bit data underneath); the Mul's output is quantized once, right after the Mul.
+    for (const name of ['up_b', 'up_m']) expect(byOutput(nodes.find((n) => n.name === name)!.inputs[0]!).opType).toBe('DequantizeLinear');
+    expect(nodes.filter((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === 'm')).toHaveLength(1);
+  });
+
+  it('onnxruntime runs it as QLinearConcat on 8-bit inputs, the Resizes on 8-bit data, and the answers agree', async () => {
+    const { model } = await convert();
+    const bytes = model.encode();
+    const runtime = (await runtimeGraph(bytes, 'all')).graph();
+    const nodes = runtime.nodes();
+    const ops = nodes.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConcat')).toHaveLength(1);
+    expect(ops).not.toContain('Concat');
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(4);
+    const producer = (name: string) => nodes.find((n) => n.outputs.includes(name))?.opType;
+    for (const resize of nodes.filter((n) => n.opType === 'Resize')) expect(['QLinearConv', 'QuantizeLinear']).toContain(producer(resize.inputs[0]!));
+    // QLinearConcat(y_scale, y_zero, [x, x_scale, x_zero]...): its data inputs are 8-bit tensors, its output feeds the last QLinearConv.
+    const join = nodes.find((n) => n.opType === 'QLinearConcat')!;
+    expect([2, 5, 8].map((k) => producer(join.inputs[k]!))).toEqual(['QLinearConv', 'Resize', 'Resize']);
+    expect(nodes.filter((n) => n.inputs.includes(join.outputs[0]!)).map((n) => n.opType)).toEqual(['QLinearConv']);
+    // Left in float: the swish (Sigmoid, Mul). Q: the image and the swish's output, nothing else.
+    expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(2);
+    // DQs only where float ops read: conv_c's output (onnxruntime gives each float reader its own DQ) and y.
+    expect(new Set(nodes.filter((n) => n.opType === 'DequantizeLinear').map((n) => n.inputs[1]!.split('__')[0]))).toEqual(new Set(['conv_c', 'conv_d']));
+    const run = async (b: Uint8Array) => {
+      const s = await InferenceSession.create(b, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      try {
+        const out: Float32Array[] = [];
+        for (const feeds of samples(2)) out.push((await s.run(feeds)).y!.data as Float32Array);
+        return out;
+      } finally {
+        await s.release();
+      }
+    };
+    expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.99);
+  });
+
+  it('leaves float a Concat that neither feeds a quantized Conv nor reads only quantized tensors', async () => {
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: ['conv_d'] }), samples(1));
+    const report = quantizeStatic(model, ranges, { keepFloat: ['conv_d'] });
+    expect(report).toMatchObject({ convs: 3, concatsQuantized: 0 });
+    expect(model.graph().nodes().filter((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === 'm')).toHaveLength(0);
   });
 });
