@@ -206,6 +206,12 @@ interface StaticPlan {
    * first MaxPool/Resize on the way to it. Other readers keep the float tensor.
    */
   sources: Map<string, Set<ProtoMessage>>;
+  /**
+   * Tensor -> the quantized Concat output whose scale and zero point it takes: a Concat input
+   * (or the tensor a MaxPool/Resize chain moves into it) that nothing else reads. onnxruntime's
+   * QLinearConcat then copies its bytes instead of requantizing them through a lookup table.
+   */
+  shared: Map<string, string>;
 }
 
 /** Finds the Convs to quantize, with why each other Conv stays float, and the joins around them. */
@@ -259,8 +265,8 @@ function plan(model: OnnxModel, options: StaticInt8Options): StaticPlan {
     const x = node.inputs[0] ?? '';
     if (quantized.has(x) || passThrough.has(x)) passThrough.set(node.outputs[0] ?? '', x);
   }
-  const { concats, sources } = quantizedConcats(nodes, plans, quantized, passThrough, count, outputs);
-  return { plans, keptFloat, adds, concats, passThrough, sources };
+  const { concats, sources, shared } = quantizedConcats(nodes, plans, quantized, passThrough, count, outputs);
+  return { plans, keptFloat, adds, concats, passThrough, sources, shared };
 }
 
 /** MaxPool and Resize move 8-bit values without computing new ones: onnxruntime runs them on 8-bit data between a DQ and a Q of the same parameters. */
@@ -285,17 +291,19 @@ function quantizedConcats(
   passThrough: Map<string, string>,
   count: ReadonlyMap<string, number>,
   outputs: ReadonlySet<string>,
-): { concats: NodeView[]; sources: Map<string, Set<ProtoMessage>> } {
+): { concats: NodeView[]; sources: Map<string, Set<ProtoMessage>>; shared: Map<string, string> } {
   const producer = new Map<string, NodeView>();
   for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
   const convInputs = new Set(plans.map((p) => p.input));
   const concats: NodeView[] = [];
   const sources = new Map<string, Set<ProtoMessage>>();
+  const shared = new Map<string, string>();
   for (const node of nodes) {
     const y = node.outputs[0];
     if (node.opType !== 'Concat' || node.domain || node.outputs.length !== 1 || !y || outputs.has(y) || node.inputs.length === 0) continue;
     const traced: [string, ProtoMessage][] = [];
     const chains: [string, string][] = [];
+    const ends: string[] = [];
     let ok = true;
     for (const x of node.inputs) {
       let t = x;
@@ -316,14 +324,18 @@ function quantizedConcats(
       // A float source must be some node's output: not a constant, not a graph input.
       if (!known && !producer.has(t)) ok = false;
       if (!known) traced.push([t, reader]);
+      let root = t;
+      while (passThrough.has(root) && count.get(root) === 1 && !outputs.has(root)) root = passThrough.get(root) ?? '';
+      if (!passThrough.has(root) && count.get(root) === 1 && !outputs.has(root)) ends.push(root);
       for (const c of chain) chains.push([c, t]);
     }
     if (!ok || (traced.length > 0 && !convInputs.has(y))) continue;
     concats.push(node);
     for (const [t, reader] of traced) sources.set(t, (sources.get(t) ?? new Set()).add(reader));
     for (const [c, t] of chains) passThrough.set(c, t);
+    for (const t of ends) shared.set(t, y);
   }
-  return { concats, sources };
+  return { concats, sources, shared };
 }
 
 /**
@@ -439,7 +451,7 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   // DQ -> MaxPool/Resize -> Q round trip and runs them on the 8-bit data.
   const passThrough = planned.passThrough;
   const paramsOf = (name: string): { scale: number; zeroPoint: number } => {
-    const source = passThrough.get(name);
+    const source = passThrough.get(name) ?? planned.shared.get(name);
     if (source !== undefined) return paramsOf(source);
     let p = params.get(name);
     if (!p) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { calibrateMinMax } from '../../lib/convert/calibrate';
 import { activationParams, quantizeStatic, roundHalfEven, staticCalibrationTargets } from '../../lib/convert/static-int8';
-import { MODEL, OnnxModel, OPSET } from '../../lib/onnx/model';
+import { MODEL, OnnxModel, OPSET, TENSOR } from '../../lib/onnx/model';
 import { ProtoField } from '../../lib/onnx/proto-tree';
 import { encodeModel, floatTensor } from '../../lib/onnx/writer';
 import { convStackModel, ONNX, prng } from '../helpers/models';
@@ -482,6 +482,13 @@ describe('int8-static: a Concat of quantized and float branches', () => {
     const join = nodes.find((n) => n.opType === 'QLinearConcat')!;
     expect([2, 5, 8].map((k) => producer(join.inputs[k]!))).toEqual(['QLinearConv', 'Resize', 'Resize']);
     expect(nodes.filter((n) => n.inputs.includes(join.outputs[0]!)).map((n) => n.opType)).toEqual(['QLinearConv']);
+    // ub and um (nothing else reads b or m) carry the Concat's own scale and zero point, so the
+    // kernel copies their bytes; ra, which two Convs also read, keeps its own and is requantized.
+    const inits = new Map(runtime.initializers().map((t) => [t.name, t]));
+    const scale = (k: number) => inits.get(join.inputs[k]!)!.floats()[0];
+    const zero = (k: number) => inits.get(join.inputs[k]!)!.proto.first(TENSOR.rawData)!.payload()[0];
+    for (const k of [5, 8]) expect([scale(k + 1), zero(k + 2)]).toEqual([scale(0), zero(1)]);
+    expect(scale(3)).not.toBe(scale(0));
     // Left in float: the swish (Sigmoid, Mul). Q: the image and the swish's output, nothing else.
     expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(2);
     // DQs only where float ops read: conv_c's output (onnxruntime gives each float reader its own DQ) and y.
