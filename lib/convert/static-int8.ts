@@ -31,6 +31,12 @@ export interface StaticInt8Report {
   addsQuantized: number;
   /** Concats written DQ per input -> Concat -> Q (onnxruntime's QLinearConcat). */
   concatsQuantized: number;
+  /**
+   * ConvTransposes whose weights are stored int8 (per output channel) behind a DequantizeLinear:
+   * onnxruntime has no integer ConvTranspose on CPU, so it still runs in float; the weights take
+   * a quarter of the bytes.
+   */
+  convTransposeWeightsQuantized: number;
   /** Conv nodes left in float, by name, and why. */
   keptFloat: Record<string, string>;
   /** The sensitivity pass, when asked for: each Conv's cost quantized alone (1 - output cosine), by name. */
@@ -71,7 +77,7 @@ function constantNodes(graph: GraphView): Map<string, { node: NodeView; tensor: 
  */
 function hoistConvConstants(graph: GraphView): void {
   const wanted = new Set<string>();
-  for (const n of graph.nodes()) if ((n.opType === 'Conv' || n.opType === 'BatchNormalization') && !n.domain) for (const i of n.inputs.slice(1)) wanted.add(i);
+  for (const n of graph.nodes()) if ((n.opType === 'Conv' || n.opType === 'ConvTranspose' || n.opType === 'BatchNormalization') && !n.domain) for (const i of n.inputs.slice(1)) wanted.add(i);
   const hoisted = [...constantNodes(graph)].filter(([name]) => wanted.has(name));
   if (hoisted.length === 0) return;
   const gone = new Set(hoisted.map(([, c]) => c.node.proto));
@@ -385,19 +391,24 @@ export function activationParams(range: TensorRange): { scale: number; zeroPoint
   return { scale, zeroPoint: Math.max(0, Math.min(255, roundHalfEven(-min / scale))) };
 }
 
-/** Symmetric int8 weights, one scale per output channel (axis 0: depthwise included). */
-function quantizeWeight(weight: TensorView): { q: Int8Array; scales: Float32Array } {
+/**
+ * Symmetric int8 weights, one scale per channel of `axis`: a Conv's output channels are axis 0
+ * (depthwise included), a ConvTranspose's axis 1.
+ */
+function quantizeWeight(weight: TensorView, axis = 0): { q: Int8Array; scales: Float32Array } {
   const values = weight.floats();
-  const channels = weight.dims[0] as number;
-  const per = values.length / channels;
+  const channels = weight.dims[axis] as number;
+  const inner = weight.dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const outer = values.length / (channels * inner);
+  const at = (o: number, c: number, i: number) => (o * channels + c) * inner + i;
   const scales = new Float32Array(channels);
   const q = new Int8Array(values.length);
   for (let c = 0; c < channels; c++) {
     let max = 0;
-    for (let i = 0; i < per; i++) max = Math.max(max, Math.abs(values[c * per + i] as number));
+    for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) max = Math.max(max, Math.abs(values[at(o, c, i)] as number));
     const s = max > 0 ? max / 127 : 1;
     scales[c] = s;
-    for (let i = 0; i < per; i++) q[c * per + i] = Math.max(-127, Math.min(127, roundHalfEven((values[c * per + i] as number) / s)));
+    for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) q[at(o, c, i)] = Math.max(-127, Math.min(127, roundHalfEven((values[at(o, c, i)] as number) / s)));
   }
   return { q, scales };
 }
@@ -431,10 +442,20 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     affineFolded: absorbed.affine,
     addsQuantized: 0,
     concatsQuantized: 0,
+    convTransposeWeightsQuantized: 0,
     keptFloat,
   };
   const joins = new Set(adds.map((a) => a.proto));
   const concats = new Set(planned.concats.map((c) => c.proto));
+  // ConvTransposes with a constant float weight (and not kept float by name): int8 weight storage.
+  const transposed = new Map<ProtoMessage, TensorView>();
+  const floatInits = new Map(graph.initializers().map((t) => [t.name, t]));
+  for (const name of graph.inputNames()) floatInits.delete(name);
+  for (const node of graph.nodes()) {
+    if (node.opType !== 'ConvTranspose' || node.domain || options.keepFloat.some((k) => k === node.name || node.outputs.includes(k))) continue;
+    const w = floatInits.get(node.inputs[1] ?? '');
+    if (w && w.dataType === DATA_TYPE.FLOAT && !w.isExternal && w.dims.length >= 3) transposed.set(node.proto, w);
+  }
   if (plans.length === 0) return report;
   const byNode = new Map<ProtoMessage, ConvPlan>(plans.map((p) => [p.node.proto, p]));
   const folded = new Set<ProtoMessage>(plans.flatMap((p) => (p.relu ? [p.relu.proto] : [])));
@@ -445,6 +466,11 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   const dequantized = new Map<string, string>();
   const params = new Map<string, { scale: number; zeroPoint: number }>();
   let counter = 0;
+  // Names of what the rewrite adds are short (they are written twice each, in the initializer
+  // and in every node reading it) and must not meet the graph's own names.
+  const taken = [...namesRead(graph), ...graph.initializers().map((t) => t.name), ...graph.nodes().flatMap((n) => n.outputs)];
+  let prefix = 's8_';
+  while (taken.some((n) => n.startsWith(prefix))) prefix = `${prefix}_`;
 
   // MaxPool and Resize on a quantized tensor pass its 8-bit values through: a Conv reading their
   // output quantizes it with their input's scale and zero point, so onnxruntime drops the
@@ -462,23 +488,34 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     }
     return p;
   };
+  // Scales and zero points are written once per value: a Q and its DQ, the pass-through pairs,
+  // and the all-zero weight zero points of Convs with as many channels share one initializer.
+  const small = new Map<string, string>();
+  const constant = (name: string, dataType: number, dims: readonly number[], raw: Uint8Array): string => {
+    const key = `${dataType}|${dims.join('x')}|${Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64')}`;
+    const known = small.get(key);
+    if (known !== undefined) return known;
+    small.set(key, name);
+    initializers.push(makeTensor(name, dataType, dims, raw));
+    return name;
+  };
   const scalarParams = (base: string, name: string): [string, string] => {
     const { scale, zeroPoint } = paramsOf(name);
-    initializers.push(makeTensor(`${base}_scale`, DATA_TYPE.FLOAT, [], bytesOf(Float32Array.of(scale))));
-    initializers.push(
+    return [
+      constant(`${base}_s`, DATA_TYPE.FLOAT, [], bytesOf(Float32Array.of(scale))),
       options.activations === 'int8'
-        ? makeTensor(`${base}_zero`, DATA_TYPE.INT8, [], bytesOf(Int8Array.of(zeroPoint - 128)))
-        : makeTensor(`${base}_zero`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)),
-    );
-    return [`${base}_scale`, `${base}_zero`];
+        ? constant(`${base}_z`, DATA_TYPE.INT8, [], bytesOf(Int8Array.of(zeroPoint - 128)))
+        : constant(`${base}_z`, DATA_TYPE.UINT8, [], Uint8Array.of(zeroPoint)),
+    ];
   };
 
   const out: ProtoMessage[] = [];
   /** Q -> DQ of `tensor` with its own (or its pass-through source's) parameters; returns the DQ's output. */
   const quantizeHere = (tensor: string, dqName: string): string => {
-    const base = `${tensor}__s8_${counter++}`;
-    const [s, z] = scalarParams(base, tensor);
-    out.push(makeNode('QuantizeLinear', [tensor, s, z], [`${base}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${base}_q`, s, z], [dqName], `${base}_dq`));
+    const k = counter++;
+    const [base, t] = [`${tensor}__s8_${k}`, `${prefix}${k}`];
+    const [s, z] = scalarParams(t, tensor);
+    out.push(makeNode('QuantizeLinear', [tensor, s, z], [`${t}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${t}_q`, s, z], [dqName], `${base}_dq`));
     return dqName;
   };
   // The readers of a float source quantized where it is produced (the Concat, or the first
@@ -497,25 +534,44 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     if (concats.has(node.proto)) {
       // DQ per input (each with its own parameters) -> Concat -> Q -> DQ: onnxruntime's QLinearConcat.
       const own = renamed.get(node.proto);
-      const inputs = node.inputs.map((x) => own?.get(x) ?? (dequantized.get(x) === x ? x : quantizeHere(x, `${x}__s8dq_${counter++}`)));
+      const inputs = node.inputs.map((x) => own?.get(x) ?? (dequantized.get(x) === x ? x : quantizeHere(x, `${prefix}${counter++}_dq`)));
       const y = node.outputs[0] ?? '';
-      const base = `${node.name || y}__s8_${counter++}`;
-      const concat = makeNode('Concat', inputs, [`${base}_cat`], node.name || `${base}_concat`);
+      const k = counter++;
+      const [base, t] = [`${node.name || y}__s8_${k}`, `${prefix}${k}`];
+      const concat = makeNode('Concat', inputs, [`${t}_cat`], node.name || `${base}_concat`);
       for (const a of node.proto.all(NODE.attribute)) concat.fields.push(a);
-      const [s, z] = scalarParams(`${base}_y`, y);
-      out.push(concat, makeNode('QuantizeLinear', [`${base}_cat`, s, z], [`${base}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${base}_q`, s, z], [y], `${base}_dq`));
+      const [s, z] = scalarParams(`${t}_y`, y);
+      out.push(concat, makeNode('QuantizeLinear', [`${t}_cat`, s, z], [`${t}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${t}_q`, s, z], [y], `${base}_dq`));
       dequantized.set(y, y);
       report.concatsQuantized++;
       continue;
     }
     if (joins.has(node.proto)) {
       const y = node.outputs[0] ?? '';
-      const base = `${node.name || y}__s8_${counter++}`;
-      const add = makeNode('Add', node.inputs, [`${base}_sum`], node.name || `${base}_add`);
-      const [s, z] = scalarParams(`${base}_y`, y);
-      out.push(add, makeNode('QuantizeLinear', [`${base}_sum`, s, z], [`${base}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${base}_q`, s, z], [y], `${base}_dq`));
+      const k = counter++;
+      const [base, t] = [`${node.name || y}__s8_${k}`, `${prefix}${k}`];
+      const add = makeNode('Add', node.inputs, [`${t}_sum`], node.name || `${base}_add`);
+      const [s, z] = scalarParams(`${t}_y`, y);
+      out.push(add, makeNode('QuantizeLinear', [`${t}_sum`, s, z], [`${t}_q`], `${base}_q`), makeNode('DequantizeLinear', [`${t}_q`, s, z], [y], `${base}_dq`));
       dequantized.set(y, y);
       report.addsQuantized++;
+      continue;
+    }
+    const up = transposed.get(node.proto);
+    if (up) {
+      const k = counter++;
+      const [base, t] = [`${node.name || node.outputs[0] || 'ConvTranspose'}__s8_${k}`, `${prefix}${k}`];
+      const { q, scales } = quantizeWeight(up, 1);
+      initializers.push(makeTensor(`${t}_w`, DATA_TYPE.INT8, up.dims, bytesOf(q)));
+      initializers.push(makeTensor(`${t}_ws`, DATA_TYPE.FLOAT, [scales.length], bytesOf(scales)));
+      const wzero = constant(`${t}_wz`, DATA_TYPE.INT8, [scales.length], new Uint8Array(scales.length));
+      out.push(makeNode('DequantizeLinear', [`${t}_w`, `${t}_ws`, wzero], [`${t}_wdq`], `${base}_wdq`, { axis: { i: 1 } }));
+      const inputs = node.inputs.map((i, n) => (n === 1 ? `${t}_wdq` : (renamed.get(node.proto)?.get(i) ?? i)));
+      const copy = makeNode(node.opType, inputs, node.outputs, node.name, {}, node.domain);
+      for (const a of node.proto.all(NODE.attribute)) copy.fields.push(a);
+      out.push(copy);
+      if ((count.set(up.name, (count.get(up.name) ?? 1) - 1).get(up.name) ?? 0) <= 0) removed.add(up.name);
+      report.convTransposeWeightsQuantized++;
       continue;
     }
     const p = byNode.get(node.proto);
@@ -524,30 +580,31 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
       for (const y of node.outputs) {
         const readers = planned.sources.get(y);
         if (!readers) continue;
-        const dq = quantizeHere(y, `${y}__s8dq_${counter++}`);
+        const dq = quantizeHere(y, `${prefix}${counter++}_dq`);
         for (const r of readers) renamed.set(r, (renamed.get(r) ?? new Map<string, string>()).set(y, dq));
         dequantized.set(y, dq);
       }
       continue;
     }
-    const base = `${p.node.name || p.output}__s8_${counter++}`;
+    const k = counter++;
+    const [base, t] = [`${p.node.name || p.output}__s8_${k}`, `${prefix}${k}`];
     let input = dequantized.get(p.input);
     if (!input) {
-      const [s, z] = scalarParams(`${base}_x`, p.input);
-      out.push(makeNode('QuantizeLinear', [p.input, s, z], [`${base}_xq`], `${base}_xq`));
-      out.push(makeNode('DequantizeLinear', [`${base}_xq`, s, z], [`${base}_xdq`], `${base}_xdq`));
-      input = `${base}_xdq`;
+      const [s, z] = scalarParams(`${t}_x`, p.input);
+      out.push(makeNode('QuantizeLinear', [p.input, s, z], [`${t}_xq`], `${base}_xq`));
+      out.push(makeNode('DequantizeLinear', [`${t}_xq`, s, z], [`${t}_xdq`], `${base}_xdq`));
+      input = `${t}_xdq`;
       dequantized.set(p.input, input);
     }
     const inScale = paramsOf(p.input).scale;
 
     const { q, scales } = quantizeWeight(p.weight);
     const channels = scales.length;
-    initializers.push(makeTensor(`${base}_w`, DATA_TYPE.INT8, p.weight.dims, bytesOf(q)));
-    initializers.push(makeTensor(`${base}_wscale`, DATA_TYPE.FLOAT, [channels], bytesOf(scales)));
-    initializers.push(makeTensor(`${base}_wzero`, DATA_TYPE.INT8, [channels], new Uint8Array(channels)));
-    out.push(makeNode('DequantizeLinear', [`${base}_w`, `${base}_wscale`, `${base}_wzero`], [`${base}_wdq`], `${base}_wdq`, { axis: { i: 0 } }));
-    const convInputs = [input, `${base}_wdq`];
+    initializers.push(makeTensor(`${t}_w`, DATA_TYPE.INT8, p.weight.dims, bytesOf(q)));
+    initializers.push(makeTensor(`${t}_ws`, DATA_TYPE.FLOAT, [channels], bytesOf(scales)));
+    const wzero = constant(`${t}_wz`, DATA_TYPE.INT8, [channels], new Uint8Array(channels));
+    out.push(makeNode('DequantizeLinear', [`${t}_w`, `${t}_ws`, wzero], [`${t}_wdq`], `${base}_wdq`, { axis: { i: 0 } }));
+    const convInputs = [input, `${t}_wdq`];
     for (const name of [p.weight.name, p.bias?.name]) {
       if (name && (count.set(name, (count.get(name) ?? 1) - 1).get(name) ?? 0) <= 0) removed.add(name);
     }
@@ -559,18 +616,18 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
         bscale[c] = inScale * (scales[c] ?? 1);
         bq[c] = Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, roundHalfEven((b[c] as number) / (bscale[c] as number))));
       }
-      initializers.push(makeTensor(`${base}_b`, DATA_TYPE.INT32, [b.length], bytesOf(bq)));
-      initializers.push(makeTensor(`${base}_bscale`, DATA_TYPE.FLOAT, [b.length], bytesOf(bscale)));
-      initializers.push(makeTensor(`${base}_bzero`, DATA_TYPE.INT32, [b.length], new Uint8Array(4 * b.length)));
-      out.push(makeNode('DequantizeLinear', [`${base}_b`, `${base}_bscale`, `${base}_bzero`], [`${base}_bdq`], `${base}_bdq`, { axis: { i: 0 } }));
-      convInputs.push(`${base}_bdq`);
+      initializers.push(makeTensor(`${t}_b`, DATA_TYPE.INT32, [b.length], bytesOf(bq)));
+      initializers.push(makeTensor(`${t}_bs`, DATA_TYPE.FLOAT, [b.length], bytesOf(bscale)));
+      const bzero = constant(`${t}_bz`, DATA_TYPE.INT32, [b.length], new Uint8Array(4 * b.length));
+      out.push(makeNode('DequantizeLinear', [`${t}_b`, `${t}_bs`, bzero], [`${t}_bdq`], `${base}_bdq`, { axis: { i: 0 } }));
+      convInputs.push(`${t}_bdq`);
     }
-    const conv = makeNode('Conv', convInputs, [`${base}_y`], p.node.name || `${base}_conv`, {}, '');
+    const conv = makeNode('Conv', convInputs, [`${t}_y`], p.node.name || `${base}_conv`, {}, '');
     for (const a of p.node.proto.all(NODE.attribute)) conv.fields.push(a);
     out.push(conv);
-    const [s, z] = scalarParams(`${base}_y`, p.output);
-    out.push(makeNode('QuantizeLinear', [`${base}_y`, s, z], [`${base}_yq`], `${base}_yq`));
-    out.push(makeNode('DequantizeLinear', [`${base}_yq`, s, z], [p.output], `${base}_ydq`));
+    const [s, z] = scalarParams(`${t}_y`, p.output);
+    out.push(makeNode('QuantizeLinear', [`${t}_y`, s, z], [`${t}_yq`], `${base}_yq`));
+    out.push(makeNode('DequantizeLinear', [`${t}_yq`, s, z], [p.output], `${base}_ydq`));
     // The DQ writes the float tensor's own name, so every later reader (float or Conv) finds it.
     dequantized.set(p.output, p.output);
     report.convs++;

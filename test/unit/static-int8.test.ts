@@ -84,7 +84,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 
   it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
     const { bytes, report } = await quantized(source, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, convTransposeWeightsQuantized: 0, keptFloat: {} });
     const graph = OnnxModel.decode(bytes).graph();
     const ops = graph.nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
@@ -125,7 +125,9 @@ describe('static int8 (QDQ) for convolutions', () => {
     const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), calibration);
     quantizeStatic(model, ranges, { keepFloat: [], activations: 'int8' });
     const s8 = model.encode();
-    const zeros = OnnxModel.decode(s8).graph().initializers().filter((t) => t.name.endsWith('_zero'));
+    const written = OnnxModel.decode(s8).graph();
+    const byName = new Map(written.initializers().map((t) => [t.name, t]));
+    const zeros = written.nodes().filter((n) => n.opType === 'QuantizeLinear').map((n) => byName.get(n.inputs[2]!)!);
     expect(zeros.length).toBeGreaterThan(0);
     for (const z of zeros) expect(z.dataType).toBe(3); // int8 zero points
     const runtime = await runtimeGraph(s8, 'all');
@@ -185,7 +187,7 @@ describe('static int8 (QDQ) for convolutions', () => {
       },
     });
     const { bytes, report } = await quantized(depthwise, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, convTransposeWeightsQuantized: 0, keptFloat: {} });
     const runtime = (await runtimeGraph(bytes, 'extended')).graph();
     expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
     const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
@@ -492,7 +494,7 @@ describe('int8-static: a Concat of quantized and float branches', () => {
     // Left in float: the swish (Sigmoid, Mul). Q: the image and the swish's output, nothing else.
     expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(2);
     // DQs only where float ops read: conv_c's output (onnxruntime gives each float reader its own DQ) and y.
-    expect(new Set(nodes.filter((n) => n.opType === 'DequantizeLinear').map((n) => n.inputs[1]!.split('__')[0]))).toEqual(new Set(['conv_c', 'conv_d']));
+    expect(new Set(nodes.filter((n) => n.opType === 'DequantizeLinear').map((n) => n.name.split('__')[0]))).toEqual(new Set(['conv_c', 'conv_d']));
     const run = async (b: Uint8Array) => {
       const s = await InferenceSession.create(b, { intraOpNumThreads: 1, logSeverityLevel: 3 });
       try {
@@ -512,5 +514,72 @@ describe('int8-static: a Concat of quantized and float branches', () => {
     const report = quantizeStatic(model, ranges, { keepFloat: ['conv_d'] });
     expect(report).toMatchObject({ convs: 3, concatsQuantized: 0 });
     expect(model.graph().nodes().filter((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === 'm')).toHaveLength(0);
+  });
+});
+
+describe('int8-static: ConvTranspose weights', () => {
+  /** image[1, 3, 8, 8] -> Conv 8 -> Relu -> ConvTranspose 8 -> 4 (2x2, stride 2) -> y[1, 4, 16, 16]. */
+  function upNet(): Uint8Array {
+    const rand = prng(31);
+    const w = (n: number, s: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+    return encodeModel({
+      opsets: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'up',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 8, 8] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 4, 16, 16] }],
+        // Output channels of the ConvTranspose (axis 1) at different magnitudes: one scale each.
+        initializers: [
+          floatTensor('k', [8, 3, 3, 3], w(216, 0.4)),
+          floatTensor('kt', [8, 4, 2, 2], w(128, 1).map((v, i) => v * 10 ** (((i >> 2) % 4) - 2))),
+          floatTensor('bt', [4], [0.1, -0.2, 0.3, 0]),
+        ],
+        nodes: [
+          { opType: 'Conv', name: 'conv', inputs: ['image', 'k'], outputs: ['c'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+          { opType: 'Relu', inputs: ['c'], outputs: ['r'] },
+          { opType: 'ConvTranspose', name: 'up', inputs: ['r', 'kt', 'bt'], outputs: ['y'], attributes: [{ name: 'strides', ints: [2, 2] }, { name: 'kernel_shape', ints: [2, 2] }] },
+        ],
+      },
+    });
+  }
+
+  it('are stored int8 with one scale per output channel behind a DQ that onnxruntime keeps offline, and answer as the float model', async () => {
+    const source = upNet();
+    const rand = prng(7);
+    const samples = Array.from({ length: 8 }, () => ({ image: new Tensor('float32', Float32Array.from({ length: 192 }, rand), [1, 3, 8, 8]) }));
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(model, { keepFloat: [] }), samples);
+    const report = quantizeStatic(model, ranges, { keepFloat: [] });
+    expect(report).toMatchObject({ convs: 1, convTransposeWeightsQuantized: 1 });
+    const bytes = model.encode();
+    // The extended level is what the job saves offline: the int8 weight is still there, not folded back to float.
+    const runtime = (await runtimeGraph(bytes, 'extended')).graph();
+    const inits = new Map(runtime.initializers().map((t) => [t.name, t]));
+    const up = runtime.nodes().find((n) => n.opType === 'ConvTranspose')!;
+    const dq = runtime.nodes().find((n) => n.outputs.includes(up.inputs[1]!))!;
+    expect(dq.opType).toBe('DequantizeLinear');
+    expect(dq.intAttribute('axis', 0)).toBe(1);
+    expect(inits.get(dq.inputs[0]!)!.dataType).toBe(3);
+    expect(inits.get(dq.inputs[1]!)!.dims).toEqual([4]);
+    expect([...runtime.initializers()].some((t) => t.name === 'kt')).toBe(false);
+    const run = async (b: Uint8Array) => {
+      const s = await InferenceSession.create(b, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      try {
+        const out: Float32Array[] = [];
+        for (const feeds of samples) out.push((await s.run(feeds)).y!.data as Float32Array);
+        return out;
+      } finally {
+        await s.release();
+      }
+    };
+    expect(cosine(await run(source), await run(bytes))).toBeGreaterThan(0.999);
+  });
+
+  it('stay float when named in keepFloat', async () => {
+    const source = upNet();
+    const model = OnnxModel.decode(source);
+    const ranges = new Map([['image', { min: 0, max: 1 }], ['r', { min: 0, max: 4 }]]);
+    expect(quantizeStatic(model, ranges, { keepFloat: ['up'] }).convTransposeWeightsQuantized).toBe(0);
+    expect(model.graph().initializers().some((t) => t.name === 'kt')).toBe(true);
   });
 });
