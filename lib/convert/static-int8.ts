@@ -27,6 +27,8 @@ export interface StaticInt8Report {
   batchNormsFolded: number;
   /** Mul by a scalar or per-channel constant folded into the Conv before them. */
   affineFolded: number;
+  /** Mul/Add by a scalar or per-channel constant folded into the Conv after them (`foldIntoNextConvs`). */
+  affineFoldedIntoNext: number;
   /** Adds of two quantized Conv outputs written in QDQ form (onnxruntime's QLinearAdd). */
   addsQuantized: number;
   /** Concats written DQ per input -> Concat -> Q (onnxruntime's QLinearConcat). */
@@ -198,6 +200,107 @@ export function foldIntoConvs(graph: GraphView): { batchNorms: number; affine: n
   return folded;
 }
 
+/**
+ * Folds into a Conv the constant affine steps (Mul, Add by a scalar or one value per input
+ * channel) that alone carry another Conv's output to its input, as PP-LCNetV3's learnable
+ * affine block does between a depthwise and a pointwise Conv: `Conv(s x + b)` is a Conv with
+ * its weights scaled by `s` along their input channels and `sum(w x b)` added to its bias. The
+ * steps stop running in float, and the tensor between the two Convs is quantized once instead
+ * of twice (the first Conv's output, then the second's input). A shift is folded only into a
+ * Conv without padding (a padded border would read 0, not `b`); a scale into any. Exact up to
+ * float rounding. Returns the steps folded.
+ */
+export function foldIntoNextConvs(graph: GraphView): number {
+  const inputs = new Set(graph.inputNames());
+  const constants = new Map<string, TensorView>();
+  for (const t of graph.initializers()) if (!inputs.has(t.name) && t.dataType === DATA_TYPE.FLOAT && !t.isExternal) constants.set(t.name, t);
+  for (const [name, c] of constantNodes(graph)) if (c.tensor.dataType === DATA_TYPE.FLOAT && !c.tensor.isExternal) constants.set(name, c.tensor);
+  const nodes = graph.nodes();
+  const producer = new Map<string, NodeView>();
+  for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
+  const count = uses(graph);
+  /** One value per channel of a rank-`rank` activation (scalar, or [C] at axis 1 with 1s elsewhere). */
+  const perChannel = (name: string | undefined, channels: number, rank: number): Float32Array | undefined => {
+    const t = name ? constants.get(name) : undefined;
+    if (!t) return undefined;
+    const values = t.floats();
+    if (values.length === 1) return new Float32Array(channels).fill(values[0] as number);
+    const dims = [...new Array<number>(Math.max(0, rank - t.dims.length)).fill(1), ...t.dims];
+    if (dims.length !== rank || values.length !== channels || dims.some((d, i) => (i === 1 ? d !== channels : d !== 1))) return undefined;
+    return Float32Array.from(values);
+  };
+  const replaced = new Map<ProtoMessage, ProtoMessage>();
+  const dropped = new Set<ProtoMessage>();
+  const added: ProtoMessage[] = [];
+  let folded = 0;
+  for (const conv of nodes) {
+    if (conv.opType !== 'Conv' || conv.domain) continue;
+    const w = constants.get(conv.inputs[1] ?? '');
+    const b = conv.inputs[2] ? constants.get(conv.inputs[2]) : undefined;
+    if (!w || (conv.inputs[2] && !b) || w.dims.length < 3) continue;
+    const group = conv.intAttribute('group', 1);
+    const channels = (w.dims[1] as number) * group;
+    const rank = w.dims.length;
+    const autoPad = conv.attribute('auto_pad')?.first(ATTRIBUTE.s)?.payload();
+    const padded = (conv.intsAttribute('pads') ?? []).some((v) => v !== 0) || (!!autoPad && !['NOTSET', 'VALID'].includes(Buffer.from(autoPad).toString()));
+    // x_conv = scale x x + shift, composed from the Conv backwards.
+    const scale = new Float32Array(channels).fill(1);
+    const shift = new Float32Array(channels);
+    const steps: NodeView[] = [];
+    let x = conv.inputs[0] ?? '';
+    for (;;) {
+      const step = producer.get(x);
+      if (!step || step.domain || (step.opType !== 'Mul' && step.opType !== 'Add') || step.inputs.length !== 2 || count.get(x) !== 1 || step.outputs.length !== 1) break;
+      const k = step.inputs.findIndex((i) => !constants.has(i));
+      const c = k >= 0 && constants.has(step.inputs[1 - k] ?? '') ? perChannel(step.inputs[1 - k], channels, rank) : undefined;
+      if (!c || (step.opType === 'Add' && padded)) break;
+      for (let i = 0; i < channels; i++) {
+        if (step.opType === 'Add') shift[i] = (shift[i] as number) + (scale[i] as number) * (c[i] as number);
+        else scale[i] = (scale[i] as number) * (c[i] as number);
+      }
+      steps.push(step);
+      x = step.inputs[k] ?? '';
+    }
+    // Only between two Convs: the tensor before the steps is then quantized anyway (the first
+    // Conv's output), so one quantization goes instead of two. Folded after a float op (a
+    // hard-swish), the Conv would quantize a different tensor; measured on the PP-OCRv4 detector
+    // that cost mask IoU (0.9668 -> 0.9602, percentile) for 2.5% of its kernel time.
+    const from = producer.get(x);
+    if (steps.length === 0 || !from || from.opType !== 'Conv' || from.domain) continue;
+    const out = w.dims[0] as number;
+    const perGroup = out / group;
+    const per = w.dims.slice(2).reduce((a, d) => a * d, 1);
+    const inPer = w.dims[1] as number;
+    const weights = Float32Array.from(w.floats());
+    const bias = b ? Float32Array.from(b.floats()) : new Float32Array(out);
+    for (let o = 0; o < out; o++) {
+      let add = 0;
+      for (let j = 0; j < inPer; j++) {
+        const c = Math.floor(o / perGroup) * inPer + j;
+        for (let i = 0; i < per; i++) {
+          const at = (o * inPer + j) * per + i;
+          add += (weights[at] as number) * (shift[c] as number);
+          weights[at] = (weights[at] as number) * (scale[c] as number);
+        }
+      }
+      bias[o] = (bias[o] as number) + add;
+    }
+    const base = conv.name || conv.outputs[0] || 'Conv';
+    added.push(makeTensor(`${base}__in_w`, DATA_TYPE.FLOAT, w.dims, bytesOf(weights)), makeTensor(`${base}__in_b`, DATA_TYPE.FLOAT, [out], bytesOf(bias)));
+    const node = makeNode('Conv', [x, `${base}__in_w`, `${base}__in_b`], conv.outputs, conv.name);
+    for (const a of conv.proto.all(NODE.attribute)) node.fields.push(a);
+    replaced.set(conv.proto, node);
+    for (const s of steps) dropped.add(s.proto);
+    folded += steps.length;
+  }
+  if (folded === 0) return 0;
+  graph.setNodes(nodes.filter((n) => !dropped.has(n.proto)).map((n) => replaced.get(n.proto) ?? n.proto));
+  const read = namesRead(graph);
+  graph.setNodes(graph.nodes().filter((n) => !(n.opType === 'Constant' && !n.domain && n.outputs.every((o) => !read.has(o)))).map((n) => n.proto));
+  graph.setInitializers([...graph.initializers().filter((t) => read.has(t.name)).map((t) => t.proto), ...added]);
+  return folded;
+}
+
 /** What a static quantization of a graph writes, found before anything is rewritten. */
 interface StaticPlan {
   plans: ConvPlan[];
@@ -362,6 +465,7 @@ function quantizedAdds(nodes: readonly NodeView[], plans: readonly ConvPlan[], o
 export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Options): string[] {
   // Ranges are those of the graph as it will be quantized: BatchNormalizations and affine steps folded.
   foldIntoConvs(model.graph());
+  foldIntoNextConvs(model.graph());
   const names = new Set<string>();
   const planned = plan(model, options);
   for (const p of planned.plans) names.add(p.input).add(p.output);
@@ -374,6 +478,7 @@ export function staticCalibrationTargets(model: OnnxModel, options: StaticInt8Op
 /** The Convs a static quantization of `model` would quantize, in graph order: node name, or output name for an unnamed node. */
 export function staticConvNames(model: OnnxModel, options: StaticInt8Options): string[] {
   foldIntoConvs(model.graph());
+  foldIntoNextConvs(model.graph());
   return plan(model, options).plans.map((p) => p.node.name || p.node.outputs[0] || 'Conv');
 }
 
@@ -433,6 +538,7 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
   }
   const graph = model.graph();
   const absorbed = foldIntoConvs(graph);
+  const intoNext = foldIntoNextConvs(graph);
   const planned = plan(model, options);
   const { plans, keptFloat, adds } = planned;
   const report: StaticInt8Report = {
@@ -440,6 +546,7 @@ export function quantizeStatic(model: OnnxModel, ranges: ReadonlyMap<string, Ten
     reluFolded: 0,
     batchNormsFolded: absorbed.batchNorms,
     affineFolded: absorbed.affine,
+    affineFoldedIntoNext: intoNext,
     addsQuantized: 0,
     concatsQuantized: 0,
     convTransposeWeightsQuantized: 0,

@@ -84,7 +84,7 @@ describe('static int8 (QDQ) for convolutions', () => {
 
   it('writes DQ -> Conv -> Q for each Conv, folds each Relu, and leaves no float weight', async () => {
     const { bytes, report } = await quantized(source, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, convTransposeWeightsQuantized: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 3, batchNormsFolded: 0, affineFolded: 0, affineFoldedIntoNext: 0, addsQuantized: 0, concatsQuantized: 0, convTransposeWeightsQuantized: 0, keptFloat: {} });
     const graph = OnnxModel.decode(bytes).graph();
     const ops = graph.nodes().map((n) => n.opType);
     expect(ops.filter((o) => o === 'Relu')).toHaveLength(0);
@@ -187,7 +187,7 @@ describe('static int8 (QDQ) for convolutions', () => {
       },
     });
     const { bytes, report } = await quantized(depthwise, calibration);
-    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, addsQuantized: 0, concatsQuantized: 0, convTransposeWeightsQuantized: 0, keptFloat: {} });
+    expect(report).toEqual({ convs: 3, reluFolded: 2, batchNormsFolded: 0, affineFolded: 0, affineFoldedIntoNext: 0, addsQuantized: 0, concatsQuantized: 0, convTransposeWeightsQuantized: 0, keptFloat: {} });
     const runtime = (await runtimeGraph(bytes, 'extended')).graph();
     expect(runtime.nodes().filter((n) => n.opType === 'QLinearConv')).toHaveLength(3);
     const dw = runtime.nodes().find((n) => n.opType === 'QLinearConv' && n.intAttribute('group', 1) === 16);
@@ -581,5 +581,94 @@ describe('int8-static: ConvTranspose weights', () => {
     const ranges = new Map([['image', { min: 0, max: 1 }], ['r', { min: 0, max: 4 }]]);
     expect(quantizeStatic(model, ranges, { keepFloat: ['up'] }).convTransposeWeightsQuantized).toBe(0);
     expect(model.graph().initializers().some((t) => t.name === 'kt')).toBe(true);
+  });
+});
+
+describe('affine steps between two Convs are folded into the second', () => {
+  /**
+   * image[1, 3, 8, 8] -> Conv a (3x3, pads 1) -> Add(per channel [1, 8, 1, 1]) -> Mul(scalar) -> Conv b -> y:
+   * b is 1x1 without padding, or 3x3 with padding 1 (`padded`). With `floatStart`, a Sigmoid
+   * stands between Conv a and the steps.
+   */
+  function betweenNet(padded: boolean, floatStart = false): Uint8Array {
+    const rand = prng(37);
+    const w = (n: number, s: number) => Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+    const k = padded ? 3 : 1;
+    return encodeModel({
+      opsets: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'between',
+        inputs: [{ name: 'image', elemType: ONNX.FLOAT, shape: [1, 3, 8, 8] }],
+        outputs: [{ name: 'y', elemType: ONNX.FLOAT, shape: [1, 4, 8, 8] }],
+        initializers: [
+          floatTensor('ka', [8, 3, 3, 3], w(216, 0.4)),
+          floatTensor('shift', [1, 8, 1, 1], w(8, 2)),
+          floatTensor('scale', [], [0.6]),
+          floatTensor('kb', [4, 8, k, k], w(32 * k * k, 0.3)),
+          floatTensor('bb', [4], w(4, 0.1)),
+        ],
+        nodes: [
+          { opType: 'Conv', name: 'conv_a', inputs: ['image', 'ka'], outputs: ['a'], attributes: [{ name: 'pads', ints: [1, 1, 1, 1] }] },
+          ...(floatStart ? [{ opType: 'Sigmoid', inputs: ['a'], outputs: ['sa'] }] : []),
+          { opType: 'Add', inputs: [floatStart ? 'sa' : 'a', 'shift'], outputs: ['t'] },
+          { opType: 'Mul', inputs: ['scale', 't'], outputs: ['u'] },
+          { opType: 'Conv', name: 'conv_b', inputs: ['u', 'kb', 'bb'], outputs: ['y'], attributes: padded ? [{ name: 'pads', ints: [1, 1, 1, 1] }] : [] },
+        ],
+      },
+    });
+  }
+  const samples = (seed: number) => {
+    const rand = prng(seed);
+    return Array.from({ length: 8 }, () => ({ image: new Tensor('float32', Float32Array.from({ length: 192 }, rand), [1, 3, 8, 8]) }));
+  };
+  const run = async (bytes: Uint8Array, feeds: Record<string, Tensor>[]) => {
+    const s = await InferenceSession.create(bytes, { intraOpNumThreads: 1, logSeverityLevel: 3 });
+    try {
+      const out: Float32Array[] = [];
+      for (const f of feeds) out.push((await s.run(f)).y!.data as Float32Array);
+      return out;
+    } finally {
+      await s.release();
+    }
+  };
+
+  it('into a Conv without padding: shift and scale become its weights and bias, same answers', async () => {
+    const { foldIntoConvs, foldIntoNextConvs } = await import('../../lib/convert/static-int8');
+    const source = betweenNet(false);
+    const model = OnnxModel.decode(source);
+    expect(foldIntoConvs(model.graph())).toEqual({ batchNorms: 0, affine: 0 });
+    expect(foldIntoNextConvs(model.graph())).toBe(2);
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Conv']);
+    expect(model.graph().nodes()[1]!.inputs[0]).toBe('a');
+    const [before, after] = [await run(source, samples(1)), await run(model.encode(), samples(1))];
+    before.forEach((row, r) => row.forEach((v, i) => expect(Math.abs(after[r]![i]! - v)).toBeLessThan(1e-5)));
+  });
+
+  it('into a padded Conv: the shift does not fold (a border would read 0, not the shift), nor the steps after it', async () => {
+    const { foldIntoNextConvs } = await import('../../lib/convert/static-int8');
+    const model = OnnxModel.decode(betweenNet(true));
+    expect(foldIntoNextConvs(model.graph())).toBe(0);
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Add', 'Mul', 'Conv']);
+  });
+
+  it('not after a float op: the steps stay', async () => {
+    const { foldIntoNextConvs } = await import('../../lib/convert/static-int8');
+    const model = OnnxModel.decode(betweenNet(false, true));
+    expect(foldIntoNextConvs(model.graph())).toBe(0);
+    expect(model.graph().nodes().map((n) => n.opType)).toEqual(['Conv', 'Sigmoid', 'Add', 'Mul', 'Conv']);
+  });
+
+  it('quantized: onnxruntime runs the two QLinearConvs back to back, with nothing in float between them', async () => {
+    const source = betweenNet(false);
+    const model = OnnxModel.decode(source);
+    const ranges = await calibrateMinMax(source, staticCalibrationTargets(OnnxModel.decode(source), { keepFloat: [] }), samples(1));
+    expect(quantizeStatic(model, ranges, { keepFloat: [] })).toMatchObject({ convs: 2, affineFoldedIntoNext: 2 });
+    const bytes = model.encode();
+    const nodes = (await runtimeGraph(bytes, 'all')).graph().nodes();
+    const convs = nodes.filter((n) => n.opType === 'QLinearConv');
+    expect(convs).toHaveLength(2);
+    expect(convs[1]!.inputs[0]).toBe(convs[0]!.outputs[0]);
+    expect(nodes.map((n) => n.opType).filter((o) => o === 'Add' || o === 'Mul')).toEqual([]);
+    expect(cosine(await run(source, samples(2)), await run(bytes, samples(2)))).toBeGreaterThan(0.99);
   });
 });
