@@ -101,6 +101,22 @@ describe('static int8 (QDQ) for convolutions', () => {
     expect(bytes.byteLength).toBeLessThan(source.byteLength * 0.5);
   });
 
+  it('writes each scale and zero point once per value, under short names of its own', async () => {
+    const { bytes } = await quantized(source, calibration);
+    const graph = OnnxModel.decode(bytes).graph();
+    const sourceNames = new Set(OnnxModel.decode(source).graph().initializers().map((t) => t.name));
+    const added = graph.initializers().filter((t) => !sourceNames.has(t.name));
+    expect(added.length).toBeGreaterThan(0);
+    for (const t of added) expect(t.name).toMatch(/^s8_\d+_[a-z_]+$/);
+    // A Q and its DQ share their scale and zero point; no two small initializers hold the same value.
+    const small = added.filter((t) => t.name !== '' && t.elementCount <= 1024 && !t.name.endsWith('_w') && !t.name.endsWith('_b'));
+    const keys = small.map((t) => `${t.dataType}|${t.dims.join('x')}|${Buffer.from(t.proto.first(TENSOR.rawData)!.payload()).toString('hex')}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    const q = graph.nodes().find((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === 'image')!;
+    const dq = graph.nodes().find((n) => n.opType === 'DequantizeLinear' && n.inputs[0] === q.outputs[0])!;
+    expect(dq.inputs.slice(1)).toEqual(q.inputs.slice(1));
+  });
+
   it('is fused by onnxruntime into QLinearConv with u8 activations and s8 per-channel weights', async () => {
     const { bytes } = await quantized(source, calibration);
     const runtime = await runtimeGraph(bytes, 'extended');
