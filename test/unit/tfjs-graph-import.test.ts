@@ -238,7 +238,9 @@ describe('TF.js graph model interface', () => {
     for (const at of ['top', 'metadata'] as const) {
       const b = new GraphModelBuilder(29);
       const x = b.input('image', [-1, 6, 6, 3]);
-      const c = b.op('c', 'Conv2D', [x, b.const('k', [3, 3, 3, 4])], convAttrs(2, 'SAME'));
+      // A scalar scaling first (as image models do): the batch size must stay dynamic through it.
+      const scaled = b.op('scaled', 'Mul', [b.const('s', [], [2]), x]);
+      const c = b.op('c', 'Conv2D', [scaled, b.const('k', [3, 3, 3, 4])], convAttrs(2, 'SAME'));
       b.op('Identity', 'Identity', [c]);
       const saved = b.build(['Identity'], at, ['features']);
       const def = convertGraph(saved);

@@ -169,8 +169,11 @@ function broadcastShape(a: Shape, b: Shape): Shape {
   const r = Math.max(a.length, b.length);
   const out: Shape = [];
   for (let i = 0; i < r; i++) {
-    const x = a[a.length - r + i] ?? 1;
-    const y = b[b.length - r + i] ?? 1;
+    // A missing leading axis is 1; an unknown size (null) stays unknown.
+    const ia = a.length - r + i;
+    const ib = b.length - r + i;
+    const x = ia < 0 ? 1 : a[ia]!;
+    const y = ib < 0 ? 1 : b[ib]!;
     out.push(x === 1 ? y : y === 1 ? x : (x ?? y));
   }
   return out;
