@@ -94,6 +94,25 @@ describe('a TF.js graph model uploaded as a zip goes through the conversion job'
     for (let i = 0; i < 5; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(0.05);
   }, 180_000);
 
+  test('a FusedBatchNorm fused into a conv converts, but TF.js cannot run it: the gate fails with its reason, nothing is published', async () => {
+    const b = new GraphModelBuilder(5);
+    const x = b.input('x', [-1, 6, 6, 2]);
+    const bn = [b.const('gamma', [3]), b.const('beta', [3]), b.const('mean', [3]), b.const('var', [3], undefined, { lo: 0.5 })];
+    const conv = b.op('conv', '_FusedConv2D', [x, b.const('k', [3, 3, 2, 3]), ...bn], {
+      data_format: attr.str('NHWC'),
+      strides: attr.ints([1, 1, 1, 1]),
+      dilations: attr.ints([1, 1, 1, 1]),
+      padding: attr.str('SAME'),
+      fused_ops: attr.strs(['FusedBatchNorm', 'Relu']),
+      num_args: attr.int(4),
+      epsilon: attr.float(0.001),
+    });
+    const report = await runConvert('uploads/graph-bn/m.zip', zipped(b.build([conv])));
+    expect(report).toMatchObject({ status: 'failed', import: { format: 'tfjs-graph' } });
+    expect(report.reason).toMatch(/^import fidelity: TF\.js cannot run the original model: .*FusedBatchNorm is not supported/);
+    expect(await store.listKeys('models/graph-bn/')).toEqual([]);
+  });
+
   test('an unsupported op fails the job, the report names the node, its op and the supported ops; nothing is published', async () => {
     const b = new GraphModelBuilder(3);
     const x = b.input('x', [-1, 8]);
