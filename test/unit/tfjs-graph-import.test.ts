@@ -272,7 +272,7 @@ describe('TF.js graph model refusals name the node, its op and what is supported
     expect(SUPPORTED_GRAPH_OPS).toEqual(expect.arrayContaining(['_FusedConv2D', '_FusedMatMul', 'FusedDepthwiseConv2dNative', 'AvgPool', 'Squeeze', 'Softmax', 'AddV2', 'Mul', 'Sub']));
   });
 
-  test('an unsupported fused op, NCHW data, a SYMMETRIC MirrorPad, a non-constant filter, a missing weight', () => {
+  test('an unsupported fused op, NCHW data, a SYMMETRIC MirrorPad, a non-constant filter, integer data, a missing weight', () => {
     const model = (body: (b: GraphModelBuilder, x: string) => void) => {
       const b = new GraphModelBuilder(41);
       body(b, b.input('x', [-1, 4, 4, 2]));
@@ -288,6 +288,7 @@ describe('TF.js graph model refusals name the node, its op and what is supported
       'node "out" (MirrorPad): mode SYMMETRIC is not supported (REFLECT only)',
     );
     expect(() => convertGraph(model((b, x) => b.op('out', 'Conv2D', [x, x], convAttrs(1, 'SAME'))))).toThrow('node "out" (Conv2D): its filter must be a constant');
+    expect(() => convertGraph(model((b, x) => b.op('out', 'AddV2', [x, b.ints('n', [2], [1, 2])])))).toThrow('node "out" (AddV2): an integer constant used as data is not supported (only float32 data)');
     const missing = model((b, x) => b.op('out', 'BiasAdd', [x, b.const('bias', [2])], NHWC));
     const json = JSON.parse(Buffer.from(missing.modelJson).toString()) as { weightsManifest: { weights: object[] }[] };
     json.weightsManifest[0]!.weights = [];

@@ -63,8 +63,12 @@ type OpConverter = (ctx: OpContext) => Value[];
 
 const DTYPES: Record<string, 'float32' | 'int32'> = { DT_FLOAT: 'float32', DT_INT32: 'int32', DT_INT64: 'int32', DT_BOOL: 'int32' };
 
+function where(node: GraphNode): string {
+  return `node "${node.name}" (${node.op})`;
+}
+
 function fail(node: GraphNode, why: string): never {
-  throw new ConversionError(`node "${node.name}" (${node.op}): ${why}`);
+  throw new ConversionError(`${where(node)}: ${why}`);
 }
 
 function decodeString(v: string | number[]): string {
@@ -116,7 +120,7 @@ function elementCount(shape: number[]): number {
 function sym(ctx: OpContext, i: number): Sym {
   const v = ctx.inputs[i];
   if (!v) fail(ctx.node, `has ${ctx.inputs.length} inputs, expected at least ${i + 1}`);
-  return v.kind === 'sym' ? v.sym : materialize(ctx.g, v, `${ctx.node.name}/const`);
+  return v.kind === 'sym' ? v.sym : materialize(ctx.g, v, `${ctx.node.name}/const`, where(ctx.node));
 }
 
 function constant(ctx: OpContext, i: number, what: string): ConstValue {
@@ -131,7 +135,8 @@ function constInts(ctx: OpContext, i: number, what: string): number[] {
 }
 
 /** A constant as an initializer (float32 data only; integer constants are read at conversion). */
-function materialize(g: GraphBuilder, c: ConstValue, base: string): Sym {
+function materialize(g: GraphBuilder, c: ConstValue, base: string, where: string): Sym {
+  if (c.dtype !== 'float32') throw new ConversionError(`${where}: an integer constant used as data is not supported (only float32 data)`);
   return { name: g.floats(base, c.shape, c.data), shape: c.shape, channelsFirst: false, dtype: 'float32' };
 }
 
@@ -188,17 +193,16 @@ function binary(ctx: OpContext, op: string): Sym {
   let x: Sym;
   let y: Sym;
   if (a.kind === 'const' && b.kind === 'const') {
-    x = materialize(g, a, `${base}/a`);
-    y = materialize(g, b, `${base}/b`);
+    x = materialize(g, a, `${base}/a`, where(ctx.node));
+    y = materialize(g, b, `${base}/b`, where(ctx.node));
   } else if (a.kind === 'const' || b.kind === 'const') {
-    const c = (a.kind === 'const' ? a : b) as ConstValue;
-    let s = (a.kind === 'sym' ? a : b) as { sym: Sym };
-    let v = s.sym;
+    const c = a.kind === 'const' ? a : (b as ConstValue);
+    if (c.dtype !== 'float32') fail(ctx.node, 'an integer constant used as data is not supported (only float32 data)');
+    let v = a.kind === 'sym' ? a.sym : (b as { kind: 'sym'; sym: Sym }).sym;
     // A constant of higher rank than the tensor broadcasts it to a new rank: do it in TF's order.
     if (c.shape.length > v.shape.length) v = g.channelsLast(v);
-    s = { sym: v };
     const cs: Sym = { name: alignedConstant(g, c, v, `${base}/const`), shape: c.shape, channelsFirst: v.channelsFirst, dtype: 'float32' };
-    [x, y] = a.kind === 'const' ? [cs, s.sym] : [s.sym, cs];
+    [x, y] = a.kind === 'const' ? [cs, v] : [v, cs];
   } else {
     const r = a.sym.shape.length;
     const cf = (a.sym.channelsFirst || b.sym.channelsFirst) && b.sym.shape.length === r;
@@ -222,24 +226,33 @@ function unary(ctx: OpContext, build: (g: GraphBuilder, x: string, base: string)
   return [symValue({ ...x, name: build(ctx.g, x.name, ctx.node.name) })];
 }
 
+/** An activation op on its own: the same converter as the fused one. */
+function activationOp(op: string): OpConverter {
+  return (ctx) => {
+    const x = sym(ctx, 0);
+    const alpha = op === 'Prelu' ? constant(ctx, 1, 'alpha') : undefined;
+    return [symValue({ ...x, name: applyActivation(ctx.g, ctx.node, op, x.name, x, ctx.node.name, alpha) })];
+  };
+}
+
 /** An activation by TF op name, on ONNX tensor `x` laid out like `like`. */
 function applyActivation(g: GraphBuilder, node: GraphNode, op: string, x: string, like: Sym, base: string, alpha?: ConstValue): string {
-  const where = `node "${node.name}" (${node.op})`;
+  const at = where(node);
   switch (op) {
     case 'Relu':
-      return activation(g, base, 'relu', x, 2, where);
+      return activation(g, base, 'relu', x, 2, at);
     case 'Relu6':
-      return activation(g, base, 'relu6', x, 2, where);
+      return activation(g, base, 'relu6', x, 2, at);
     case 'Elu':
-      return activation(g, base, 'elu', x, 2, where);
+      return activation(g, base, 'elu', x, 2, at);
     case 'Selu':
-      return activation(g, base, 'selu', x, 2, where);
+      return activation(g, base, 'selu', x, 2, at);
     case 'Sigmoid':
-      return activation(g, base, 'sigmoid', x, 2, where);
+      return activation(g, base, 'sigmoid', x, 2, at);
     case 'Tanh':
-      return activation(g, base, 'tanh', x, 2, where);
+      return activation(g, base, 'tanh', x, 2, at);
     case 'Softplus':
-      return activation(g, base, 'softplus', x, 2, where);
+      return activation(g, base, 'softplus', x, 2, at);
     case 'LeakyRelu':
       // TF's default alpha is 0.2 (ONNX's is 0.01): always set it.
       return g.node('LeakyRelu', [x], `${base}/leaky`, [{ name: 'alpha', f: attrFloat(node, node.op === 'LeakyRelu' ? 'alpha' : 'leakyrelu_alpha', 0.2) }]);
@@ -545,6 +558,7 @@ function concat(ctx: OpContext): Value[] {
   const like: Sym = { name: '', shape: new Array<number>(r).fill(1), channelsFirst: cf, dtype: 'float32' };
   const aligned = parts.map((p, i): Sym => {
     if (p.kind === 'sym') return cf ? g.channelsFirst(p.sym) : g.channelsLast(p.sym);
+    if (p.dtype !== 'float32') fail(node, 'an integer constant used as data is not supported (only float32 data)');
     return { name: alignedConstant(g, p, like, `${node.name}/part${i}`), shape: p.shape, channelsFirst: cf, dtype: 'float32' };
   });
   const axis = axis0! < 0 ? axis0! + r : axis0!;
@@ -639,15 +653,15 @@ const OP_CONVERTERS: Record<string, OpConverter> = {
   Maximum: (ctx) => [symValue(binary(ctx, 'Max'))],
   Minimum: (ctx) => [symValue(binary(ctx, 'Min'))],
   SquaredDifference: (ctx) => [symValue(binary(ctx, 'SquaredDifference'))],
-  Relu: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Relu', x, sym(ctx, 0), b)),
-  Relu6: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Relu6', x, sym(ctx, 0), b)),
-  Elu: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Elu', x, sym(ctx, 0), b)),
-  Selu: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Selu', x, sym(ctx, 0), b)),
-  Sigmoid: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Sigmoid', x, sym(ctx, 0), b)),
-  Tanh: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Tanh', x, sym(ctx, 0), b)),
-  Softplus: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Softplus', x, sym(ctx, 0), b)),
-  LeakyRelu: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'LeakyRelu', x, sym(ctx, 0), b)),
-  Prelu: (ctx) => unary(ctx, (g, x, b) => applyActivation(g, ctx.node, 'Prelu', x, sym(ctx, 0), b, constant(ctx, 1, 'alpha'))),
+  Relu: activationOp('Relu'),
+  Relu6: activationOp('Relu6'),
+  Elu: activationOp('Elu'),
+  Selu: activationOp('Selu'),
+  Sigmoid: activationOp('Sigmoid'),
+  Tanh: activationOp('Tanh'),
+  Softplus: activationOp('Softplus'),
+  LeakyRelu: activationOp('LeakyRelu'),
+  Prelu: activationOp('Prelu'),
   Rsqrt: (ctx) => unary(ctx, (g, x, b) => g.node('Reciprocal', [g.node('Sqrt', [x], `${b}/sqrt`)], b)),
   Sqrt: (ctx) => unary(ctx, (g, x, b) => g.node('Sqrt', [x], b)),
   Square: (ctx) => unary(ctx, (g, x, b) => g.node('Mul', [x, x], b)),
@@ -789,7 +803,7 @@ export function convertTfjsGraph(topology: { node?: unknown }, weights: Map<stri
   const graphOutputs: ValueDef[] = outputs.map(({ key, ref, entry }) => {
     const v = values.get(ref[0])?.[ref[1]];
     if (!v) throw new ConversionError(`output "${key}" (${ref.join(':')}) is never computed`);
-    const s = g.channelsLast(v.kind === 'sym' ? v.sym : materialize(g, v, `${key}/const`));
+    const s = g.channelsLast(v.kind === 'sym' ? v.sym : materialize(g, v, `${key}/const`, `output "${key}"`));
     g.nodes.push({ opType: 'Identity', inputs: [s.name], outputs: [key], name: g.unique(`${key}/output`) });
     const shape = dimsOf(entry?.tensorShape) ?? s.shape;
     return { name: key, elemType: s.dtype === 'int32' ? 6 : 1, shape: symbolicShape(shape.length === s.shape.length ? shape.map((d, i) => d ?? s.shape[i] ?? null) : s.shape, key.replace(/:\d+$/, '')) };
