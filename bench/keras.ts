@@ -1,7 +1,8 @@
 // Bench section `keras`: a MobileNetV2-sized TF.js layers model (224x224x3, width 1.0, seeded
-// weights, not trained) zipped as an upload and taken through the import: conversion time, RSS
-// growth against the upload's size, export fidelity against TF.js, then the usual int8-static
-// conversion of the export. Figures are printed, nothing is asserted.
+// weights, not trained) and the pretrained MobileNetV2 TF.js graph model the nsfwjs package ships,
+// each zipped as an upload and taken through the import: conversion time, RSS growth against the
+// upload's size, export fidelity against TF.js, then the usual int8-static conversion of the
+// export. Figures are printed, nothing is asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,8 @@ import { importTfjsZip } from '../lib/convert/import/import-upload';
 import { writeZip } from '../lib/convert/import/zip';
 import { convertModel, DEFAULT_PIPELINE_OPTIONS } from '../lib/convert/pipeline';
 import { prng } from '../lib/convert/random';
-import { saveTfjs, seedWeights, tfl, useCpuBackend } from '../test/helpers/tfjs';
+import { saveTfjs, seedWeights, tfl, useCpuBackend, type SavedTfjs } from '../test/helpers/tfjs';
+import { nsfwMobileNetV2Graph } from '../test/helpers/tfjs-graph';
 
 type T = tfl.SymbolicTensor;
 
@@ -48,27 +50,27 @@ function mobileNetV2(): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: out });
 }
 
-function images(count: number, seed: number): Record<string, Tensor>[] {
+/** Smooth seeded pictures with noise, in [-1, 1] (or [0, 1] when `unit`), fed as `input`. */
+function images(count: number, seed: number, input = 'image', unit = false): Record<string, Tensor>[] {
   const rand = prng(seed);
   return Array.from({ length: count }, () => {
     const data = new Float32Array(224 * 224 * 3);
     const [a, b] = [rand(), rand()];
     for (let i = 0; i < data.length; i++) {
       const p = Math.floor(i / 3);
-      data[i] = Math.min(1, Math.max(-1, a * ((p % 224) / 112 - 1) + b * (Math.floor(p / 224) / 112 - 1) + 0.3 * (rand() - 0.5)));
+      const v = Math.min(1, Math.max(-1, a * ((p % 224) / 112 - 1) + b * (Math.floor(p / 224) / 112 - 1) + 0.3 * (rand() - 0.5)));
+      data[i] = unit ? (v + 1) / 2 : v;
     }
-    return { image: new Tensor('float32', data, [1, 224, 224, 3]) };
+    return { [input]: new Tensor('float32', data, [1, 224, 224, 3]) };
   });
 }
 
-async function main(): Promise<void> {
-  await useCpuBackend();
-  const model = mobileNetV2();
-  seedWeights(model, 1);
-  // Seeded weights at the scale of trained ones keep activations in range through 50+ layers.
-  const saved = await saveTfjs(model);
-  const zip = writeZip([{ name: 'model.json', data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name, data }))]);
+function zipped(saved: SavedTfjs): Uint8Array {
+  return writeZip([{ name: 'model.json', data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name, data }))]);
+}
 
+/** One table row: the zip imported in a fresh process, its fidelity against TF.js, its int8-static conversion. */
+async function figures(label: string, zip: Uint8Array, output: string, sample: (count: number, seed: number) => Record<string, Tensor>[]): Promise<string> {
   // The import runs in a fresh process, so its peak RSS is the import's own, not the model building's.
   const dir = mkdtempSync(join(tmpdir(), 'bench-keras-'));
   const zipPath = join(dir, 'model.zip');
@@ -78,7 +80,7 @@ async function main(): Promise<void> {
   const { importMs, peakGrowth } = child;
   const imported = importTfjsZip(zip);
 
-  const samples = images(4, 1);
+  const samples = sample(4, 1);
   let t = performance.now();
   const fidelity = await measureImportFidelity(imported.tfjs, imported.onnx, { samples, sampleCount: samples.length, seed: 1, dynamicDims: { first: 1, other: 1 } }, 0.9999);
   const fidelityMs = performance.now() - t;
@@ -87,17 +89,27 @@ async function main(): Promise<void> {
   const result = await convertModel(imported.onnx, {
     ...DEFAULT_PIPELINE_OPTIONS,
     mode: 'int8-static',
-    evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: images(16, 2), intraOpNumThreads: 1 },
+    evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: sample(16, 2), intraOpNumThreads: 1 },
   });
   const int8Ms = performance.now() - t;
-  const probs = fidelity.outputs.probs!;
-  const q = result.evaluation.outputs.probs;
-  console.log('\n## keras: a MobileNetV2-sized TF.js layers model (224x224x3, seeded weights) uploaded as a zip\n');
-  console.log('| upload MiB | ONNX MiB | import ms | peak RSS growth / upload | fidelity cosine | max abs error | fidelity ms (4 samples, TF.js CPU) | int8-static outcome | int8 cosine | size ratio | speedup | int8 pipeline ms |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
-  console.log(
-    `| ${(zip.byteLength / 2 ** 20).toFixed(1)} | ${(imported.onnx.byteLength / 2 ** 20).toFixed(1)} | ${importMs.toFixed(0)} | ${(peakGrowth / zip.byteLength).toFixed(2)}x | ${probs.cosine.toFixed(6)} | ${probs.maxAbsError.toExponential(2)} | ${fidelityMs.toFixed(0)} | ${result.outcome} | ${q?.cosine.toFixed(4)} | ${(result.evaluation.bytes.converted / result.evaluation.bytes.original).toFixed(3)} | ${result.evaluation.latencyMs.speedup.toFixed(2)}x | ${int8Ms.toFixed(0)} |`,
-  );
+  const f = fidelity.outputs[output]!;
+  const q = result.evaluation.outputs[output];
+  return `| ${label} | ${imported.format} | ${(zip.byteLength / 2 ** 20).toFixed(1)} | ${(imported.onnx.byteLength / 2 ** 20).toFixed(1)} | ${importMs.toFixed(0)} | ${(peakGrowth / zip.byteLength).toFixed(2)}x | ${f.cosine.toFixed(6)} | ${f.maxAbsError.toExponential(2)} | ${fidelityMs.toFixed(0)} | ${result.outcome} | ${q?.cosine.toFixed(4)} | ${(result.evaluation.bytes.converted / result.evaluation.bytes.original).toFixed(3)} | ${result.evaluation.latencyMs.speedup.toFixed(2)}x | ${int8Ms.toFixed(0)} |`;
+}
+
+async function main(): Promise<void> {
+  await useCpuBackend();
+  const model = mobileNetV2();
+  seedWeights(model, 1);
+  // Seeded weights at the scale of trained ones keep activations in range through 50+ layers.
+  const layers = await figures('MobileNetV2-sized, seeded', zipped(await saveTfjs(model)), 'probs', (n, seed) => images(n, seed));
+  // The pretrained graph model reads pictures in [0, 1] (it scales them to [-1, 1] itself).
+  const graph = await figures('nsfwjs mobilenet_v2_mid, pretrained', zipped(nsfwMobileNetV2Graph()), 'Identity:0', (n, seed) => images(n, seed, 'input:0', true));
+  console.log('\n## keras: MobileNetV2 as a TF.js layers model (224x224x3, seeded weights) and as a pretrained TF.js graph model, uploaded as zips\n');
+  console.log('| model | format | upload MiB | ONNX MiB | import ms | peak RSS growth / upload | fidelity cosine | max abs error | fidelity ms (4 samples, TF.js CPU) | int8-static outcome | int8 cosine | size ratio | speedup | int8 pipeline ms |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(layers);
+  console.log(graph);
 }
 
 /** In a child process: one import of the zip at `path`, printing its time and peak RSS growth as JSON. */
