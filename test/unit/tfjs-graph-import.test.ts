@@ -218,6 +218,45 @@ describe('TF.js graph model MatMul, elementwise and shape ops match TF.js', () =
     await expectGraphMatches(b.build([padded2, mirrored, stacked]));
   });
 
+  test("Keras's Flatten as the converter writes it for a dynamic batch: Shape, StridedSlice, Pack into Reshape", async () => {
+    const b = new GraphModelBuilder(43);
+    const x = b.input('x', [-1, 4, 3, 2]);
+    const c = b.op('c', '_FusedConv2D', [x, b.const('k', [3, 3, 2, 5]), b.const('bias', [5])], convAttrs(1, 'SAME', 1, fused(['BiasAdd', 'Relu'], 1)));
+    const shape = b.op('flatten/Shape', 'Shape', [c], { out_type: attr.type('DT_INT32') });
+    const batch = b.op('flatten/strided_slice', 'StridedSlice', [shape, b.ints('begin', [1], [0]), b.ints('end', [1], [1]), b.ints('strides', [1], [1])], {
+      Index: attr.type('DT_INT32'),
+      shrink_axis_mask: attr.int(1),
+      begin_mask: attr.int(0),
+      end_mask: attr.int(0),
+      ellipsis_mask: attr.int(0),
+      new_axis_mask: attr.int(0),
+    });
+    const packed = b.op('flatten/Reshape/shape', 'Pack', [batch, b.ints('minus1', [], [-1])], { axis: attr.int(0), N: attr.int(2), T: attr.type('DT_INT32') });
+    const flat = b.op('flatten/Reshape', 'Reshape', [c, packed]);
+    const dense = b.op('dense', 'MatMul', [flat, b.const('w', [60, 3])], { transpose_a: attr.bool(false), transpose_b: attr.bool(false) });
+    const def = await expectGraphMatches(b.build([dense]));
+    expect(def.graph.outputs).toEqual([{ name: 'dense', elemType: 1, shape: ['batch', 3] }]);
+  });
+
+  test('StridedSlice of a tensor: begin/end masks, strides 2 and -1, a shrunk axis', async () => {
+    const slice = (b: GraphModelBuilder, name: string, x: string, begin: number[], end: number[], strides: number[], masks: { begin?: number; end?: number; shrink?: number }) =>
+      b.op(name, 'StridedSlice', [x, b.ints(`${name}/b`, [4], begin), b.ints(`${name}/e`, [4], end), b.ints(`${name}/s`, [4], strides)], {
+        Index: attr.type('DT_INT32'),
+        begin_mask: attr.int(masks.begin ?? 0),
+        end_mask: attr.int(masks.end ?? 0),
+        shrink_axis_mask: attr.int(masks.shrink ?? 0),
+        ellipsis_mask: attr.int(0),
+        new_axis_mask: attr.int(0),
+      });
+    const b = new GraphModelBuilder(47);
+    const x = b.input('x', [-1, 5, 6, 3]);
+    const c = b.op('c', 'Conv2D', [x, b.const('k', [1, 1, 3, 3])], convAttrs(1, 'VALID'));
+    const s1 = slice(b, 's1', c, [0, 1, 0, 0], [0, 4, 0, 2], [1, 1, 2, 1], { begin: 0b0101, end: 0b0101 });
+    const s2 = slice(b, 's2', c, [0, 0, 0, 1], [0, 0, 0, 2], [1, 1, 1, 1], { begin: 0b0111, end: 0b0111, shrink: 0b1000 });
+    const s3 = slice(b, 's3', x, [0, -1, 0, 0], [0, 0, 0, 0], [1, -1, 1, 1], { begin: 0b1101, end: 0b1111 });
+    await expectGraphMatches(b.build([s1, s2, s3]));
+  });
+
   test('a Softmax after a conv runs on the channel axis (the last in TF)', async () => {
     await single(4, 5, 3, (b, x) => b.op('sm', 'Softmax', [b.op('c', 'Conv2D', [x, b.const('k', [3, 3, 3, 6])], convAttrs(1, 'SAME'))]));
   });

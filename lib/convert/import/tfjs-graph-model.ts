@@ -50,7 +50,18 @@ interface ConstValue {
   dtype: 'float32' | 'int32';
 }
 
-type Value = ConstValue | { kind: 'sym'; sym: Sym };
+/**
+ * A shape computed at run time (Shape, then StridedSlice and Pack, as Keras's Flatten writes it):
+ * each entry a known size, or the unknown size of `axis` of the tensor named `source`.
+ */
+interface ShapeValue {
+  kind: 'shape';
+  dims: (number | { source: string; axis: number })[];
+  /** One entry taken out by a shrinking StridedSlice. */
+  scalar: boolean;
+}
+
+type Value = ConstValue | { kind: 'sym'; sym: Sym } | ShapeValue;
 
 interface OpContext {
   g: GraphBuilder;
@@ -117,9 +128,12 @@ function elementCount(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+const RUNTIME_SHAPE = 'a shape computed at run time is used as data; it may only reach a Reshape through StridedSlice and Pack';
+
 function sym(ctx: OpContext, i: number): Sym {
   const v = ctx.inputs[i];
   if (!v) fail(ctx.node, `has ${ctx.inputs.length} inputs, expected at least ${i + 1}`);
+  if (v.kind === 'shape') fail(ctx.node, RUNTIME_SHAPE);
   return v.kind === 'sym' ? v.sym : materialize(ctx.g, v, `${ctx.node.name}/const`, where(ctx.node));
 }
 
@@ -188,6 +202,7 @@ function broadcastShape(a: Shape, b: Shape): Shape {
 function binary(ctx: OpContext, op: string): Sym {
   const [a, b] = ctx.inputs;
   if (!a || !b) fail(ctx.node, `expects two inputs, got ${ctx.inputs.length}`);
+  if (a.kind === 'shape' || b.kind === 'shape') fail(ctx.node, RUNTIME_SHAPE);
   const g = ctx.g;
   const base = ctx.node.name;
   let x: Sym;
@@ -529,11 +544,15 @@ function expandDims(ctx: OpContext): Value[] {
 }
 
 function reshape(ctx: OpContext): Value[] {
-  const x = ctx.g.channelsLast(sym(ctx, 0));
-  const target = constInts(ctx, 1, 'shape');
+  const source = sym(ctx, 0);
+  const x = ctx.g.channelsLast(source);
+  const t = ctx.inputs[1];
+  const target = t?.kind === 'shape' ? shapeTarget(ctx.node, t, source) : constInts(ctx, 1, 'shape');
+  // A 0 only comes from a run-time shape: the input's own size there (ONNX copies it).
+  const sizes: Shape = target.map((d, i) => (d === 0 && t?.kind === 'shape' ? (x.shape[i] ?? null) : d));
   const known = x.shape.every((d) => d !== null) ? elementCount(x.shape) : undefined;
-  const fixed = target.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
-  const shape: Shape = target.map((d) => (d >= 0 ? d : known !== undefined ? known / fixed : null));
+  const fixed = sizes.every((d) => d !== null) ? sizes.filter((d) => d >= 0).reduce((a, b) => a * b, 1) : undefined;
+  const shape: Shape = sizes.map((d) => (d === null || d >= 0 ? d : known !== undefined && fixed !== undefined ? known / fixed : null));
   const y = ctx.g.node('Reshape', [x.name, ctx.g.ints(`${ctx.node.name}/shape`, target)], ctx.node.name);
   return [symValue({ ...x, name: y, shape })];
 }
@@ -553,11 +572,13 @@ function concat(ctx: OpContext): Value[] {
   if (parts.length === 0) fail(node, 'has nothing to concatenate');
   const [axis0] = constInts(ctx, ctx.inputs.length - 1, 'axis');
   const syms = parts.filter((p): p is { kind: 'sym'; sym: Sym } => p.kind === 'sym').map((p) => p.sym);
-  const r = (syms[0] ?? (parts[0] as ConstValue)).shape.length;
+  const firstConst = parts.find((p): p is ConstValue => p.kind === 'const');
+  const r = (syms[0] ?? firstConst ?? fail(node, RUNTIME_SHAPE)).shape.length;
   const cf = syms.some((s) => s.channelsFirst) && syms.every((s) => s.shape.length === r) && r >= 3;
   const like: Sym = { name: '', shape: new Array<number>(r).fill(1), channelsFirst: cf, dtype: 'float32' };
   const aligned = parts.map((p, i): Sym => {
     if (p.kind === 'sym') return cf ? g.channelsFirst(p.sym) : g.channelsLast(p.sym);
+    if (p.kind === 'shape') fail(node, RUNTIME_SHAPE);
     if (p.dtype !== 'float32') fail(node, 'an integer constant used as data is not supported (only float32 data)');
     return { name: alignedConstant(g, p, like, `${node.name}/part${i}`), shape: p.shape, channelsFirst: cf, dtype: 'float32' };
   });
@@ -595,10 +616,11 @@ function pack(ctx: OpContext): Value[] {
   const node = ctx.node;
   const first = ctx.inputs[0];
   if (!first) fail(node, 'has nothing to stack');
-  const r = (first.kind === 'const' ? first.shape : first.sym.shape).length + 1;
+  if (ctx.inputs.some((v) => v.kind === 'shape')) return [packShape(ctx)];
+  const r = (first.kind === 'const' ? first.shape : sym(ctx, 0).shape).length + 1;
   const a0 = attrInt(node, 'axis', 0);
   const axis = a0 < 0 ? a0 + r : a0;
-  if (ctx.inputs.every((v) => v.kind === 'const')) {
+  if (ctx.inputs.every((v): v is ConstValue => v.kind === 'const')) {
     // Constant stacking (a shape built from constants) is done here.
     const cs = ctx.inputs;
     const inner = cs[0]!.shape.slice(axis);
@@ -616,6 +638,115 @@ function pack(ctx: OpContext): Value[] {
   const shape = [...parts[0]!.shape];
   shape.splice(axis, 0, parts.length);
   return [symValue({ ...parts[0]!, name: y, shape })];
+}
+
+/** Shape: a constant when every size is known, else a run-time shape whose unknown sizes name their tensor. */
+function shapeOp(ctx: OpContext): Value[] {
+  const v = ctx.inputs[0];
+  if (!v) fail(ctx.node, 'has no input');
+  if (v.kind === 'shape') return [{ kind: 'const', shape: [1], data: Float32Array.of(v.scalar ? 0 : v.dims.length), dtype: 'int32' }];
+  const shape = v.kind === 'const' ? v.shape : v.sym.shape;
+  if (shape.every((d): d is number => d !== null)) return [{ kind: 'const', shape: [shape.length], data: Float32Array.from(shape), dtype: 'int32' }];
+  const name = (v as { sym: Sym }).sym.name;
+  return [{ kind: 'shape', dims: shape.map((d, axis) => d ?? { source: name, axis }), scalar: false }];
+}
+
+/** The entries of a 1-D StridedSlice (TF's begin/end masks, negative indices, strides); `shrink` takes one. */
+function slice1d<T>(node: GraphNode, items: T[], begin: number, end: number, stride: number, masks: { begin: boolean; end: boolean; shrink: boolean }): T[] {
+  const n = items.length;
+  if (stride === 0) fail(node, 'stride 0');
+  const clamp = (i: number, lo: number, hi: number) => Math.min(Math.max(i, lo), hi);
+  if (masks.shrink) {
+    const i = begin < 0 ? begin + n : begin;
+    if (i < 0 || i >= n) fail(node, `index ${begin} is out of range for ${n} entries`);
+    return [items[i]!];
+  }
+  let b = masks.begin ? (stride > 0 ? 0 : n - 1) : begin < 0 ? begin + n : begin;
+  let e = masks.end ? (stride > 0 ? n : -1) : end < 0 ? end + n : end;
+  b = stride > 0 ? clamp(b, 0, n) : clamp(b, -1, n - 1);
+  e = stride > 0 ? clamp(e, 0, n) : clamp(e, -1, n - 1);
+  const out: T[] = [];
+  for (let i = b; stride > 0 ? i < e : i > e; i += stride) out.push(items[i]!);
+  return out;
+}
+
+/**
+ * StridedSlice: of a run-time shape or a 1-D constant, computed here; of a tensor, an ONNX Slice
+ * in TF's order (then a Squeeze for shrunk axes). Ellipsis and new-axis masks are refused.
+ */
+function stridedSlice(ctx: OpContext): Value[] {
+  const node = ctx.node;
+  const g = ctx.g;
+  const begin = constInts(ctx, 1, 'begin');
+  const end = constInts(ctx, 2, 'end');
+  const strides = ctx.inputs[3] ? constInts(ctx, 3, 'strides') : begin.map(() => 1);
+  const mask = (key: string) => attrInt(node, key, 0);
+  if (mask('ellipsis_mask') || mask('new_axis_mask')) fail(node, 'ellipsis_mask and new_axis_mask are not supported');
+  const bit = (key: string, i: number) => ((mask(key) >> i) & 1) === 1;
+  const v = ctx.inputs[0];
+  if (v?.kind === 'shape' || (v?.kind === 'const' && v.shape.length === 1)) {
+    if (begin.length !== 1) fail(node, `slices a 1-D value with ${begin.length} indices`);
+    const masks = { begin: bit('begin_mask', 0), end: bit('end_mask', 0), shrink: bit('shrink_axis_mask', 0) };
+    if (v.kind === 'const') {
+      const data = slice1d(node, Array.from(v.data), begin[0]!, end[0]!, strides[0]!, masks);
+      return [{ kind: 'const', shape: masks.shrink ? [] : [data.length], data: Float32Array.from(data), dtype: v.dtype }];
+    }
+    return [{ kind: 'shape', dims: slice1d(node, v.dims, begin[0]!, end[0]!, strides[0]!, masks), scalar: masks.shrink }];
+  }
+  const x = g.channelsLast(sym(ctx, 0));
+  const r = x.shape.length;
+  if (begin.length > r) fail(node, `slices ${begin.length} axes of a rank-${r} tensor`);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const shrink: number[] = [];
+  const shape: Shape = [...x.shape];
+  const BIG = 2 ** 31 - 1;
+  begin.forEach((b, i) => {
+    const s = strides[i]!;
+    if (s === 0) fail(node, 'stride 0');
+    if (bit('shrink_axis_mask', i)) {
+      starts.push(b);
+      ends.push(b === -1 ? BIG : b + 1);
+      shrink.push(i);
+      shape[i] = 1;
+      return;
+    }
+    starts.push(bit('begin_mask', i) ? (s > 0 ? 0 : BIG) : b);
+    ends.push(bit('end_mask', i) ? (s > 0 ? BIG : -BIG) : end[i]!);
+    const n = x.shape[i];
+    shape[i] = n === null || n === undefined ? null : slice1d(node, Array.from({ length: n }, (_, k) => k), b, end[i]!, s, { begin: bit('begin_mask', i), end: bit('end_mask', i), shrink: false }).length;
+  });
+  const axes = begin.map((_, i) => i);
+  let y = g.node('Slice', [x.name, g.ints(`${node.name}/starts`, starts), g.ints(`${node.name}/ends`, ends), g.ints(`${node.name}/axes`, axes), g.ints(`${node.name}/steps`, strides)], shrink.length ? `${node.name}/slice` : node.name);
+  if (shrink.length) y = g.node('Squeeze', [y, g.ints(`${node.name}/shrink`, shrink)], node.name);
+  return [symValue({ ...x, name: y, shape: shape.filter((_, i) => !shrink.includes(i)) })];
+}
+
+/** Pack of run-time shape entries and integer scalars: a run-time shape. */
+function packShape(ctx: OpContext): ShapeValue {
+  if (attrInt(ctx.node, 'axis', 0) !== 0) fail(ctx.node, 'stacks a run-time shape on an axis other than 0');
+  const dims = ctx.inputs.map((v) => {
+    if (v.kind === 'shape' && v.scalar) return v.dims[0]!;
+    if (v.kind === 'const' && elementCount(v.shape) === 1 && v.shape.length <= 1) return Math.round(v.data[0]!);
+    return fail(ctx.node, 'stacks a run-time shape with something other than scalars');
+  });
+  return { kind: 'shape', dims, scalar: false };
+}
+
+/**
+ * A run-time shape as Reshape's constant target: an unknown size of the reshaped tensor's own axis
+ * at the same position is ONNX's 0 (copy the input's size), a single other unknown becomes -1.
+ */
+function shapeTarget(node: GraphNode, t: ShapeValue, x: Sym): number[] {
+  if (t.scalar) fail(node, 'its shape is a scalar');
+  const unknown = t.dims.filter((d) => typeof d !== 'number').length;
+  const hasMinusOne = t.dims.includes(-1);
+  return t.dims.map((d, i) => {
+    if (typeof d === 'number') return d;
+    if (d.source === x.name && d.axis === i) return 0;
+    if (unknown === 1 && !hasMinusOne) return -1;
+    return fail(node, `its shape takes the run-time size of axis ${d.axis} of another tensor, which is not supported`);
+  });
 }
 
 function softmax(ctx: OpContext): Value[] {
@@ -685,6 +816,8 @@ const OP_CONVERTERS: Record<string, OpConverter> = {
   FusedBatchNormV2: batchNorm,
   FusedBatchNormV3: batchNorm,
   Pack: pack,
+  Shape: shapeOp,
+  StridedSlice: stridedSlice,
 };
 
 /** Every TF op the graph-model importer converts (besides Placeholder and Const). */
@@ -803,6 +936,7 @@ export function convertTfjsGraph(topology: { node?: unknown }, weights: Map<stri
   const graphOutputs: ValueDef[] = outputs.map(({ key, ref, entry }) => {
     const v = values.get(ref[0])?.[ref[1]];
     if (!v) throw new ConversionError(`output "${key}" (${ref.join(':')}) is never computed`);
+    if (v.kind === 'shape') throw new ConversionError(`output "${key}" is a shape computed at run time, which is not supported`);
     const s = g.channelsLast(v.kind === 'sym' ? v.sym : materialize(g, v, `${key}/const`, `output "${key}"`));
     g.nodes.push({ opType: 'Identity', inputs: [s.name], outputs: [key], name: g.unique(`${key}/output`) });
     const shape = dimsOf(entry?.tensorShape) ?? s.shape;
