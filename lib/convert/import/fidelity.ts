@@ -77,8 +77,10 @@ function toTfjs(t: Tensor): tf.Tensor {
 }
 
 /**
- * Runs the original (TF.js, CPU backend) and the exported ONNX model (onnxruntime, fp32) on the
- * same samples, the given ones or ones generated from the ONNX inputs, and compares each output.
+ * Runs the original (TF.js, CPU backend: tfjs-layers for a layers model, tfjs-converter for a
+ * graph model) and the exported ONNX model (onnxruntime, fp32) on the same samples, the given ones
+ * or ones generated from the ONNX inputs, and compares each output. An original TF.js cannot load
+ * or run fails the conversion with TF.js's reason.
  */
 export async function measureImportFidelity(
   artifacts: TfjsArtifacts,
@@ -96,8 +98,9 @@ export async function measureImportFidelity(
       throw new ConversionError(`import fidelity: TF.js cannot load the original model: ${(err as Error).message}`, { cause: err });
     }
     const samples = options.samples ?? generateSamples(session, OnnxModel.decode(onnx), options as EvaluateOptions);
-    // By position: TF.js renames layers that clash with ones it loaded before (x -> x_1), and a
-    // loaded Sequential lists no names; the export keeps Keras's order of inputs and outputs.
+    // A layers model by position: TF.js renames layers that clash with ones it loaded before
+    // (x -> x_1), and a loaded Sequential lists no names; the export keeps Keras's order of inputs
+    // and outputs. A graph model by name: the export's names are its signature's.
     const names = session.outputNames;
     if (model.inputs !== session.inputNames.length || model.outputs !== names.length) {
       throw new ConversionError(`import fidelity: TF.js sees ${model.inputs} inputs and ${model.outputs} outputs, the export ${session.inputNames.length} and ${names.length}`);
