@@ -1,7 +1,8 @@
 // Bench section `keras`: a MobileNetV2-sized TF.js layers model (224x224x3, width 1.0, seeded
-// weights, not trained) zipped as an upload and taken through the import: conversion time, RSS
-// growth against the upload's size, export fidelity against TF.js, then the usual int8-static
-// conversion of the export. Figures are printed, nothing is asserted.
+// weights, not trained) and the pretrained MobileNetV2 TF.js graph model the nsfwjs package ships,
+// each zipped as an upload and taken through the import: conversion time, RSS growth against the
+// upload's size, export fidelity against TF.js, then the usual int8-static conversion of the
+// export. Figures are printed, nothing is asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,8 @@ import { importTfjsZip } from '../lib/convert/import/import-upload';
 import { writeZip } from '../lib/convert/import/zip';
 import { convertModel, DEFAULT_PIPELINE_OPTIONS } from '../lib/convert/pipeline';
 import { prng } from '../lib/convert/random';
-import { saveTfjs, seedWeights, tfl, useCpuBackend } from '../test/helpers/tfjs';
+import { saveTfjs, seedWeights, tfl, useCpuBackend, type SavedTfjs } from '../test/helpers/tfjs';
+import { nsfwMobileNetV2Graph } from '../test/helpers/tfjs-graph';
 
 type T = tfl.SymbolicTensor;
 
@@ -48,42 +50,52 @@ function mobileNetV2(): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: out });
 }
 
-function images(count: number, seed: number): Record<string, Tensor>[] {
+/** Smooth seeded pictures with noise, in [-1, 1] (or [0, 1] when `unit`), fed as `input`. */
+function images(count: number, seed: number, input = 'image', unit = false): Record<string, Tensor>[] {
   const rand = prng(seed);
   return Array.from({ length: count }, () => {
     const data = new Float32Array(224 * 224 * 3);
     const [a, b] = [rand(), rand()];
     for (let i = 0; i < data.length; i++) {
       const p = Math.floor(i / 3);
-      data[i] = Math.min(1, Math.max(-1, a * ((p % 224) / 112 - 1) + b * (Math.floor(p / 224) / 112 - 1) + 0.3 * (rand() - 0.5)));
+      const v = Math.min(1, Math.max(-1, a * ((p % 224) / 112 - 1) + b * (Math.floor(p / 224) / 112 - 1) + 0.3 * (rand() - 0.5)));
+      data[i] = unit ? (v + 1) / 2 : v;
     }
-    return { image: new Tensor('float32', data, [1, 224, 224, 3]) };
+    return { [input]: new Tensor('float32', data, [1, 224, 224, 3]) };
   });
 }
 
-/** The model as TF.js saves it, zipped as an upload. */
-async function zipped(model: tfl.LayersModel): Promise<Uint8Array> {
-  const saved = await saveTfjs(model);
+function zipped(saved: SavedTfjs): Uint8Array {
   return writeZip([{ name: 'model.json', data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name, data }))]);
 }
 
-async function main(): Promise<void> {
-  await useCpuBackend();
-  const model = mobileNetV2();
-  seedWeights(model, 1);
-  // Seeded weights at the scale of trained ones keep activations in range through 50+ layers.
-  const zip = await zipped(model);
+/** The job's steps on an upload: import, fidelity against TF.js, int8-static; `after` is called after each. */
+async function jobSteps(zip: Uint8Array, sample: Sampler, after: (step: string) => void): Promise<void> {
+  const imported = importTfjsZip(zip);
+  after('import');
+  await measureImportFidelity(imported.tfjs, imported.onnx, { samples: sample(4, 1), sampleCount: 4, seed: 1, dynamicDims: { first: 1, other: 1 } }, 0.9999);
+  after('fidelity');
+  await convertModel(imported.onnx, { ...DEFAULT_PIPELINE_OPTIONS, mode: 'int8-static', evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: sample(16, 2), intraOpNumThreads: 1 } });
+  after('int8');
+}
 
-  // The import runs in a fresh process, so its peak RSS is the import's own, not the model building's.
+type Sampler = (count: number, seed: number) => Record<string, Tensor>[];
+const samplerFor = (input: string, unit: boolean): Sampler => (n, seed) => images(n, seed, input, unit);
+
+/** One table row: the job's peak memory by step in a fresh process, then its fidelity against TF.js and its int8-static conversion. */
+async function figures(label: string, zip: Uint8Array, output: string, input: string, unit: boolean): Promise<string> {
+  // In a fresh process, so the peak RSS is the job's own, not the model building's.
   const dir = mkdtempSync(join(tmpdir(), 'bench-keras-'));
   const zipPath = join(dir, 'model.zip');
   writeFileSync(zipPath, zip);
-  const child = JSON.parse(execFileSync(process.execPath, ['--expose-gc', process.argv[1]!, 'import-child', zipPath], { encoding: 'utf8', maxBuffer: 1 << 20 }).trim().split('\n').pop()!) as { importMs: number; peakGrowth: number; afterFidelity: number; afterInt8: number };
+  const out = execFileSync(process.execPath, ['--expose-gc', process.argv[1]!, 'import-child', zipPath, input, String(unit)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const child = JSON.parse(out.trim().split('\n').pop()!) as { importMs: number; peaks: Record<string, number> };
   rmSync(dir, { recursive: true, force: true });
-  const { importMs, peakGrowth, afterFidelity, afterInt8 } = child;
+  const { importMs, peaks } = child;
   const imported = importTfjsZip(zip);
+  const sample = samplerFor(input, unit);
 
-  const samples = images(4, 1);
+  const samples = sample(4, 1);
   let t = performance.now();
   const fidelity = await measureImportFidelity(imported.tfjs, imported.onnx, { samples, sampleCount: samples.length, seed: 1, dynamicDims: { first: 1, other: 1 } }, 0.9999);
   const fidelityMs = performance.now() - t;
@@ -92,27 +104,28 @@ async function main(): Promise<void> {
   const result = await convertModel(imported.onnx, {
     ...DEFAULT_PIPELINE_OPTIONS,
     mode: 'int8-static',
-    evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: images(16, 2), intraOpNumThreads: 1 },
+    evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: sample(16, 2), intraOpNumThreads: 1 },
   });
   const int8Ms = performance.now() - t;
-  const probs = fidelity.outputs.probs!;
-  const q = result.evaluation.outputs.probs;
-  console.log('\n## keras: a MobileNetV2-sized TF.js layers model (224x224x3, seeded weights) uploaded as a zip\n');
-  console.log('| upload MiB | ONNX MiB | import ms | peak RSS growth / upload: import, + fidelity, + int8 (the whole job) | fidelity cosine | max abs error | fidelity ms (4 samples, TF.js CPU) | int8-static outcome | int8 cosine | size ratio | speedup | int8 pipeline ms |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
-  console.log(
-    `| ${(zip.byteLength / 2 ** 20).toFixed(1)} | ${(imported.onnx.byteLength / 2 ** 20).toFixed(1)} | ${importMs.toFixed(0)} | ${(peakGrowth / zip.byteLength).toFixed(2)}x, ${(afterFidelity / zip.byteLength).toFixed(2)}x, ${(afterInt8 / zip.byteLength).toFixed(2)}x | ${probs.cosine.toFixed(6)} | ${probs.maxAbsError.toExponential(2)} | ${fidelityMs.toFixed(0)} | ${result.outcome} | ${q?.cosine.toFixed(4)} | ${(result.evaluation.bytes.converted / result.evaluation.bytes.original).toFixed(3)} | ${result.evaluation.latencyMs.speedup.toFixed(2)}x | ${int8Ms.toFixed(0)} |`,
-  );
+  const f = fidelity.outputs[output]!;
+  const q = result.evaluation.outputs[output];
+  const x = (step: string): string => `${((peaks[step] ?? 0) / zip.byteLength).toFixed(2)}x`;
+  return `| ${label} | ${imported.format} | ${(zip.byteLength / 2 ** 20).toFixed(1)} | ${(imported.onnx.byteLength / 2 ** 20).toFixed(1)} | ${importMs.toFixed(0)} | ${x('import')}, ${x('fidelity')}, ${x('int8')} | ${f.cosine.toFixed(6)} | ${f.maxAbsError.toExponential(2)} | ${fidelityMs.toFixed(0)} | ${result.outcome} | ${q?.cosine.toFixed(4)} | ${(result.evaluation.bytes.converted / result.evaluation.bytes.original).toFixed(3)} | ${result.evaluation.latencyMs.speedup.toFixed(2)}x | ${int8Ms.toFixed(0)} |`;
 }
 
-/** The job's steps on an upload: import, fidelity against TF.js, int8-static; `after` is called after each. */
-async function jobSteps(zip: Uint8Array, after: (step: string) => void): Promise<void> {
-  const imported = importTfjsZip(zip);
-  after('import');
-  await measureImportFidelity(imported.tfjs, imported.onnx, { samples: images(4, 1), sampleCount: 4, seed: 1, dynamicDims: { first: 1, other: 1 } }, 0.9999);
-  after('fidelity');
-  await convertModel(imported.onnx, { ...DEFAULT_PIPELINE_OPTIONS, mode: 'int8-static', evaluate: { ...DEFAULT_PIPELINE_OPTIONS.evaluate, samples: images(16, 2), intraOpNumThreads: 1 } });
-  after('int8');
+async function main(): Promise<void> {
+  await useCpuBackend();
+  const model = mobileNetV2();
+  seedWeights(model, 1);
+  // Seeded weights at the scale of trained ones keep activations in range through 50+ layers.
+  const layers = await figures('MobileNetV2-sized, seeded', zipped(await saveTfjs(model)), 'probs', 'image', false);
+  // The pretrained graph model reads pictures in [0, 1] (it scales them to [-1, 1] itself).
+  const graph = await figures('nsfwjs mobilenet_v2_mid, pretrained', zipped(nsfwMobileNetV2Graph()), 'Identity:0', 'input:0', true);
+  console.log('\n## keras: MobileNetV2 as a TF.js layers model (224x224x3, seeded weights) and as a pretrained TF.js graph model, uploaded as zips\n');
+  console.log('| model | format | upload MiB | ONNX MiB | import ms | peak RSS growth / upload: import, + fidelity, + int8 (the whole job) | fidelity cosine | max abs error | fidelity ms (4 samples, TF.js CPU) | int8-static outcome | int8 cosine | size ratio | speedup | int8 pipeline ms |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(layers);
+  console.log(graph);
 }
 
 /**
@@ -121,25 +134,26 @@ async function jobSteps(zip: Uint8Array, after: (step: string) => void): Promise
  * including that step. The same steps run first on a tiny model, so the runtimes' own start-up
  * (onnxruntime's library and arena, TF.js's kernels) is in the baseline, not charged to the model.
  */
-async function importChild(path: string): Promise<void> {
+async function importChild(path: string, input: string, unit: boolean): Promise<void> {
   await useCpuBackend();
-  const tiny = tfl.sequential({ layers: [tfl.layers.inputLayer({ inputShape: [224, 224, 3], name: 'image' }), tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 8 }), tfl.layers.globalAveragePooling2d({}), tfl.layers.dense({ units: 2 })] });
+  const sample = samplerFor(input, unit);
+  const tiny = tfl.sequential({ layers: [tfl.layers.inputLayer({ inputShape: [224, 224, 3], name: input.replace(/:\d+$/, '') }), tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 8 }), tfl.layers.globalAveragePooling2d({}), tfl.layers.dense({ units: 2 })] });
   seedWeights(tiny, 2);
-  await jobSteps(await zipped(tiny), () => undefined);
+  await jobSteps(zipped(await saveTfjs(tiny)), samplerFor(input.replace(/:\d+$/, ''), unit), () => undefined);
   const zip = new Uint8Array(readFileSync(path));
   global.gc?.();
   const base = process.memoryUsage().rss;
   const peaks: Record<string, number> = {};
   const started = performance.now();
   let importMs = 0;
-  await jobSteps(zip, (step) => {
+  await jobSteps(zip, sample, (step) => {
     if (step === 'import') importMs = performance.now() - started;
     peaks[step] = Math.max(0, process.resourceUsage().maxRSS * 1024 - base);
   });
-  console.log(JSON.stringify({ importMs, peakGrowth: peaks.import, afterFidelity: peaks.fidelity, afterInt8: peaks.int8 }));
+  console.log(JSON.stringify({ importMs, peaks }));
 }
 
-if (process.argv[2] === 'import-child') void importChild(process.argv[3]!);
+if (process.argv[2] === 'import-child') void importChild(process.argv[3]!, process.argv[4]!, process.argv[5] === 'true');
 else void main().catch((err: unknown) => {
   console.error(err);
   process.exit(1);

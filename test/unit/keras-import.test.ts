@@ -396,9 +396,9 @@ describe('refusals name the layer, its class and what is supported', () => {
     );
   });
 
-  test('a graph model is refused by name', () => {
+  test('a graph model is not read as a layers model', () => {
     const json = { format: 'graph-model', modelTopology: { node: [] }, weightsManifest: [] };
-    expect(() => importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => new Uint8Array())).toThrow(/graph model .*only layers models/);
+    expect(() => importTfjsLayersModel(new Uint8Array(Buffer.from(JSON.stringify(json))), () => new Uint8Array())).toThrow(/graph model \(TF ops\), not a layers model/);
   });
 
   test('a shard shorter than its manifest says is refused, naming the weight', async () => {

@@ -24,7 +24,7 @@ const USAGE = `usage: npm run model -- <command> [options]
 commands
   upload <file.onnx> --name <model> [--options <file.json>]   upload, follow the conversion, print its report
                      (a tokenizer.json the options declare is uploaded first, from beside the options file)
-                     (also a Keras 2 .h5, a zipped TF.js layers model, or its model.json: the folder is zipped)
+                     (also a Keras 2 .h5, a zipped TF.js layers or graph model, or its model.json: the folder is zipped)
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
   infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)

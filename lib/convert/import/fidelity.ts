@@ -28,6 +28,47 @@ function cpuBackend(): Promise<boolean> {
   return backendReady;
 }
 
+type TfjsConverter = typeof import('@tensorflow/tfjs-converter');
+
+/** One way to run the original: its input count, its output count, and a run on inputs in ONNX's order. */
+interface TfjsRunner {
+  inputs: number;
+  outputs: number;
+  run(inputs: tf.Tensor[]): tf.Tensor[];
+  dispose(): void;
+}
+
+/** A layers model (tfjs-layers) or a graph model (tfjs-converter, required only for one). */
+async function loadOriginal(artifacts: TfjsArtifacts, inputNames: readonly string[], outputNames: readonly string[]): Promise<TfjsRunner> {
+  if (artifacts.format === 'graph-model') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const converter = require('@tensorflow/tfjs-converter') as TfjsConverter;
+    const model = await converter.loadGraphModel(tf.io.fromMemory(artifacts));
+    // The export keeps the signature's names (or the node names), which TF.js accepts as they are.
+    return {
+      inputs: model.inputs.length,
+      outputs: model.outputs.length,
+      run: (inputs) => {
+        const feeds: tf.NamedTensorMap = {};
+        inputNames.forEach((n, i) => (feeds[n] = inputs[i]!));
+        const out = model.execute(feeds, [...outputNames]);
+        return Array.isArray(out) ? out : [out];
+      },
+      dispose: () => model.dispose(),
+    };
+  }
+  const model = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
+  return {
+    inputs: model.inputs.length,
+    outputs: model.outputs.length,
+    run: (inputs) => {
+      const predicted = model.predict(inputs);
+      return Array.isArray(predicted) ? predicted : [predicted];
+    },
+    dispose: () => model.dispose(),
+  };
+}
+
 function toTfjs(t: Tensor): tf.Tensor {
   if (t.type === 'float32') return tf.tensor(t.data as Float32Array, [...t.dims], 'float32');
   if (t.type === 'int32') return tf.tensor(t.data as Int32Array, [...t.dims], 'int32');
@@ -36,8 +77,10 @@ function toTfjs(t: Tensor): tf.Tensor {
 }
 
 /**
- * Runs the original (TF.js, CPU backend) and the exported ONNX model (onnxruntime, fp32) on the
- * same samples, the given ones or ones generated from the ONNX inputs, and compares each output.
+ * Runs the original (TF.js, CPU backend: tfjs-layers for a layers model, tfjs-converter for a
+ * graph model) and the exported ONNX model (onnxruntime, fp32) on the same samples, the given ones
+ * or ones generated from the ONNX inputs, and compares each output. An original TF.js cannot load
+ * or run fails the conversion with TF.js's reason.
  */
 export async function measureImportFidelity(
   artifacts: TfjsArtifacts,
@@ -46,23 +89,21 @@ export async function measureImportFidelity(
   minCosine: number,
 ): Promise<ImportFidelity> {
   await cpuBackend();
-  let model: tfl.LayersModel;
-  try {
-    model = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
-  } catch (err) {
-    // The export was built from the same files: TF.js refusing them is the upload's fault.
-    throw new ConversionError(`import fidelity: TF.js cannot load the original model: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-  }
   const session = await InferenceSession.create(onnx, { logSeverityLevel: 3, intraOpNumThreads: options.intraOpNumThreads ?? 1 });
+  let model: TfjsRunner | undefined;
   try {
+    try {
+      model = await loadOriginal(artifacts, session.inputNames, session.outputNames);
+    } catch (err) {
+      throw new ConversionError(`import fidelity: TF.js cannot load the original model: ${(err as Error).message}`, { cause: err });
+    }
     const samples = options.samples ?? generateSamples(session, OnnxModel.decode(onnx), options as EvaluateOptions);
-    // By position: TF.js renames layers that clash with ones it loaded before (x -> x_1), and a
-    // loaded Sequential lists no names; the export keeps Keras's order of inputs and outputs.
+    // A layers model by position: TF.js renames layers that clash with ones it loaded before
+    // (x -> x_1), and a loaded Sequential lists no names; the export keeps Keras's order of inputs
+    // and outputs. A graph model by name: the export's names are its signature's.
     const names = session.outputNames;
-    if (model.inputs.length !== session.inputNames.length || model.outputs.length !== names.length) {
-      throw new ConversionError(
-        `import fidelity: TF.js sees ${model.inputs.length} inputs and ${model.outputs.length} outputs, the export ${session.inputNames.length} and ${names.length}`,
-      );
+    if (model.inputs !== session.inputNames.length || model.outputs !== names.length) {
+      throw new ConversionError(`import fidelity: TF.js sees ${model.inputs} inputs and ${model.outputs} outputs, the export ${session.inputNames.length} and ${names.length}`);
     }
     const expected: Float32Array[][] = names.map(() => []);
     const got: Float32Array[][] = names.map(() => []);
@@ -73,13 +114,13 @@ export async function measureImportFidelity(
         if (!t) throw new ConversionError(`import fidelity: a sample has no input "${n}"`);
         return toTfjs(t);
       });
-      let predicted: tf.Tensor | tf.Tensor[];
+      let outs: tf.Tensor[];
       try {
-        predicted = model.predict(inputs);
+        outs = model.run(inputs);
       } catch (err) {
-        throw new ConversionError(`import fidelity: TF.js cannot run the original model: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        tf.dispose(inputs);
+        throw new ConversionError(`import fidelity: TF.js cannot run the original model: ${(err as Error).message}`, { cause: err });
       }
-      const outs = Array.isArray(predicted) ? predicted : [predicted];
       const ran = await session.run(feeds);
       names.forEach((name, i) => {
         const o = ran[name]!;
@@ -97,7 +138,7 @@ export async function measureImportFidelity(
     const passed = Object.values(outputs).every((o) => o.cosine >= minCosine);
     return { samples: samples.length, minCosine, passed, outputs };
   } finally {
-    model.dispose();
+    model?.dispose();
     await session.release();
   }
 }

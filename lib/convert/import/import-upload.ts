@@ -2,7 +2,8 @@ import { posix } from 'node:path';
 import { encodeModel } from '../../onnx/writer';
 import { ConversionError } from '../errors';
 import { importKerasH5 } from './keras-h5';
-import { readTfjsLayersModel, type TfjsArtifacts } from './tfjs-layers-model';
+import { readTfjsGraphModel } from './tfjs-graph-model';
+import { gunzipWithin, isGraphModel, parseModelJson, readTfjsLayersModel, type TfjsArtifacts } from './tfjs-layers-model';
 import { ZipArchive, type ZipLimits } from './zip';
 
 /** Upload suffixes converted to ONNX before the pipeline, besides `.onnx` itself. */
@@ -11,7 +12,7 @@ export type ImportSuffix = (typeof IMPORT_SUFFIXES)[number];
 
 export interface ImportResult {
   onnx: Uint8Array;
-  /** What was read: `tfjs-layers` for a TF.js folder. */
+  /** What was read: `tfjs-layers` or `tfjs-graph` for a TF.js folder, `keras-h5`. */
   format: string;
   /** The original as TF.js loads it, to measure the conversion against. */
   tfjs: TfjsArtifacts;
@@ -26,20 +27,24 @@ function findModelJson(zip: ZipArchive): string {
   throw new ConversionError(`the zip holds ${found.length} model.json files (${found.join(', ')}); upload one model per zip`);
 }
 
-/** Converts a TF.js model folder, zipped, to ONNX bytes. */
+/** Converts a TF.js model folder (a layers or a graph model), zipped, to ONNX bytes. */
 export function importTfjsZip(bytes: Uint8Array, limits?: ZipLimits): ImportResult {
   const zip = new ZipArchive(bytes, limits);
   const modelJson = findModelJson(zip);
   const dir = posix.dirname(modelJson);
-  const { def, artifacts } = readTfjsLayersModel(
-    zip.read(modelJson),
-    (path) => {
-      const name = posix.normalize(posix.join(dir, path));
-      if (!zip.has(name)) throw new ConversionError(`model.json names the weight file "${path}", which the zip does not hold`);
-      return zip.read(name);
-    },
-    limits?.maxTotalBytes,
-  );
+  const readShard = (path: string): Uint8Array => {
+    const name = posix.normalize(posix.join(dir, path));
+    if (!zip.has(name)) throw new ConversionError(`model.json names the weight file "${path}", which the zip does not hold`);
+    return zip.read(name);
+  };
+  // model.json and the shards may be gzipped: all of them expand within the zip's own budget.
+  const expand = gunzipWithin(limits?.maxTotalBytes);
+  const parsed = parseModelJson(zip.read(modelJson), expand);
+  if (isGraphModel(parsed)) {
+    const { def, artifacts } = readTfjsGraphModel(parsed, readShard, expand);
+    return { onnx: encodeModel(def), format: 'tfjs-graph', tfjs: artifacts };
+  }
+  const { def, artifacts } = readTfjsLayersModel(parsed, readShard, expand);
   return { onnx: encodeModel(def), format: 'tfjs-layers', tfjs: artifacts };
 }
 

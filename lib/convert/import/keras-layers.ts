@@ -73,7 +73,7 @@ function out(name: string, shape: Shape, like: Sym, channelsFirst = like.channel
 }
 
 /** Explicit pads `[begins..., ends...]` and output sizes of a window op over `spatial` sizes. */
-function windowPads(padding: string, spatial: (number | null)[], kernel: number[], strides: number[], dilations: number[]) {
+export function windowPads(padding: string, spatial: (number | null)[], kernel: number[], strides: number[], dilations: number[]) {
   const begins: number[] = [];
   const ends: number[] = [];
   const sizes: (number | null)[] = [];
