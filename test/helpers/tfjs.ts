@@ -120,6 +120,18 @@ export function writeKerasH5(model: tfl.LayersModel): Uint8Array {
     groups: Object.fromEntries(Object.entries(groups).sort(([a], [b]) => a.length - b.length)),
     datasets,
   };
+  return writeH5(spec);
+}
+
+/** What write-h5.mjs writes: root attributes, groups (parents first) with attributes, float32 datasets. */
+export interface H5Spec {
+  attrs?: Record<string, unknown>;
+  groups?: Record<string, { attrs?: Record<string, unknown> }>;
+  datasets: { path: string; shape: number[]; data: number[] }[];
+}
+
+/** An HDF5 file written by h5wasm in a child process (h5wasm ships ES modules only). */
+export function writeH5(spec: H5Spec): Uint8Array {
   const dir = mkdtempSync(join(tmpdir(), 'keras-h5-'));
   try {
     const out = join(dir, 'model.h5');

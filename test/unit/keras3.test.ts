@@ -1,0 +1,303 @@
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { measureImportFidelity } from '../../lib/convert/import/fidelity';
+import { importKeras3, kerasSnakeCase } from '../../lib/convert/import/keras3';
+import { encodeModel } from '../../lib/onnx/writer';
+import { prng } from '../../lib/convert/random';
+import { DTYPE_POLICY, keras3FromTfjs, keras3Layer, kerasTensor, writeKeras3 } from '../helpers/keras3';
+import { compareWithTfjs, seedWeights, tfl, useCpuBackend } from '../helpers/tfjs';
+
+beforeAll(useCpuBackend);
+
+/** Writes the model as a .keras file, converts it, and expects ONNX and TF.js to agree within 1e-4; returns the import. */
+async function expectMatches(model: tfl.LayersModel, seed: number): Promise<ReturnType<typeof importKeras3>> {
+  seedWeights(model, seed);
+  const imported = importKeras3(keras3FromTfjs(model));
+  const onnx = encodeModel(imported.def);
+  const { maxAbs } = await compareWithTfjs(model, onnx);
+  expect(maxAbs).toHaveLength(model.outputs.length);
+  for (const m of maxAbs) expect(m).toBeLessThanOrEqual(1e-4);
+  // The artifacts the job measures fidelity from load in TF.js and answer the same.
+  expect(imported.fidelityUnavailable).toBeUndefined();
+  const fidelity = await measureImportFidelity(imported.artifacts, onnx, { sampleCount: 2, seed: 3, dynamicDims: { first: 2, other: 5 } }, 0.9999);
+  expect(fidelity.passed).toBe(true);
+  for (const o of Object.values(fidelity.outputs)) expect(o.maxAbsError).toBeLessThanOrEqual(1e-4);
+  return imported;
+}
+
+describe('Keras 3 .keras files (config.json + model.weights.h5), converted and compared with TF.js', () => {
+  test('folder names follow Keras naming.to_snake_case of the class name', () => {
+    expect(['Dense', 'Conv2D', 'Conv2DTranspose', 'DepthwiseConv2D', 'BatchNormalization', 'LSTM', 'GRU', 'PReLU', 'Functional', 'InputLayer'].map(kerasSnakeCase)).toEqual([
+      'dense',
+      'conv2d',
+      'conv2d_transpose',
+      'depthwise_conv2d',
+      'batch_normalization',
+      'lstm',
+      'gru',
+      'p_re_lu',
+      'functional',
+      'input_layer',
+    ]);
+  });
+
+  test('a Sequential CNN: Conv2D, BatchNormalization, DepthwiseConv2D, pooling, Flatten, two Dense', async () => {
+    const model = tfl.sequential({
+      layers: [
+        tfl.layers.inputLayer({ inputShape: [12, 12, 3], name: 'image' }),
+        tfl.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }),
+        tfl.layers.batchNormalization(),
+        tfl.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', activation: 'relu6' }),
+        tfl.layers.conv2d({ filters: 6, kernelSize: 1 }),
+        tfl.layers.maxPooling2d({ poolSize: 2 }),
+        tfl.layers.flatten(),
+        tfl.layers.dense({ units: 16, activation: 'relu' }),
+        tfl.layers.dense({ units: 5, activation: 'softmax', name: 'probs' }),
+      ],
+    });
+    const imported = await expectMatches(model, 31);
+    expect(imported.def.graph.inputs.map((i) => [i.name, i.shape])).toEqual([['image', ['batch', 12, 12, 3]]]);
+    expect(imported.artifacts.weightSpecs).toHaveLength(model.weights.length);
+  });
+});
+
+describe('Keras 3 .keras structures, compared with TF.js predict', () => {
+  test('a functional model with two inputs and two outputs', async () => {
+    const image = tfl.input({ shape: [6, 6, 2], name: 'image' });
+    const meta = tfl.input({ shape: [4], name: 'meta' });
+    let x = tfl.layers.conv2d({ filters: 3, kernelSize: 3, activation: 'relu' }).apply(image) as tfl.SymbolicTensor;
+    x = tfl.layers.globalAveragePooling2d({}).apply(x) as tfl.SymbolicTensor;
+    const m = tfl.layers.dense({ units: 3, activation: 'tanh' }).apply(meta) as tfl.SymbolicTensor;
+    const joined = tfl.layers.concatenate().apply([x, m]) as tfl.SymbolicTensor;
+    const scores = tfl.layers.dense({ units: 4, activation: 'softmax', name: 'scores' }).apply(joined) as tfl.SymbolicTensor;
+    const value = tfl.layers.dense({ units: 1, name: 'value' }).apply(tfl.layers.add().apply([x, m])) as tfl.SymbolicTensor;
+    const model = tfl.model({ inputs: [image, meta], outputs: [scores, value] });
+    const imported = await expectMatches(model, 32);
+    expect(imported.def.graph.inputs.map((i) => i.name)).toEqual(['image', 'meta']);
+    expect(imported.def.graph.outputs.map((o) => o.name)).toEqual(['scores', 'value']);
+  });
+
+  test('nested models: a Sequential and a Functional inside a Functional, weights found under layers/<model>/layers/...', async () => {
+    const inner = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [5], units: 6, activation: 'relu' }), tfl.layers.dense({ units: 4 })] });
+    const subIn = tfl.input({ shape: [4] });
+    const subOut = tfl.layers.dense({ units: 3, activation: 'sigmoid' }).apply(tfl.layers.batchNormalization().apply(subIn)) as tfl.SymbolicTensor;
+    const sub = tfl.model({ inputs: subIn, outputs: subOut });
+    const x = tfl.input({ shape: [5], name: 'x' });
+    const h = inner.apply(x) as tfl.SymbolicTensor;
+    const y = tfl.layers.dense({ units: 2, name: 'head' }).apply(sub.apply(h)) as tfl.SymbolicTensor;
+    await expectMatches(tfl.model({ inputs: x, outputs: y }), 33);
+  });
+
+  test('LSTM (return_sequences) into a Bidirectional GRU (reset_after=false), with sigmoid recurrent activations', async () => {
+    const model = tfl.sequential({
+      layers: [
+        tfl.layers.inputLayer({ inputShape: [5, 3], name: 'seq' }),
+        tfl.layers.lstm({ units: 4, returnSequences: true, recurrentActivation: 'sigmoid', recurrentInitializer: 'glorotUniform' }),
+        tfl.layers.bidirectional({ layer: tfl.layers.gru({ units: 3, recurrentActivation: 'sigmoid', recurrentInitializer: 'glorotUniform' }), mergeMode: 'concat' }),
+        tfl.layers.dense({ units: 2 }),
+      ],
+    });
+    await expectMatches(model, 34);
+  });
+
+  test('BatchNormalization with and without center and scale, after a convolution and on features', async () => {
+    const model = tfl.sequential({
+      layers: [
+        tfl.layers.inputLayer({ inputShape: [4, 4, 3] }),
+        tfl.layers.conv2d({ filters: 4, kernelSize: 1 }),
+        tfl.layers.batchNormalization({ epsilon: 0.01 }),
+        tfl.layers.batchNormalization({ center: false }),
+        tfl.layers.flatten(),
+        tfl.layers.batchNormalization({ scale: false }),
+        tfl.layers.dense({ units: 3 }),
+      ],
+    });
+    await expectMatches(model, 35);
+  });
+});
+
+/** Runs the ONNX model on one input and returns its outputs by name. */
+async function runOnnx(imported: ReturnType<typeof importKeras3>, feeds: Record<string, Tensor>): Promise<Record<string, Float32Array>> {
+  const session = await InferenceSession.create(encodeModel(imported.def), { logSeverityLevel: 3, intraOpNumThreads: 1 });
+  try {
+    const out = await session.run(feeds);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+  } finally {
+    await session.release();
+  }
+}
+
+function seeded(n: number, seed: number, scale = 1): Float32Array {
+  const rand = prng(seed);
+  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+}
+
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+const hardSigmoid3 = (v: number) => Math.min(1, Math.max(0, v / 6 + 0.5));
+
+describe('Keras 3 files written by hand to the documented layout, checked against the definitions', () => {
+  test('weights are placed by class order in model.layers, not by layer name; a nested Functional recurses', async () => {
+    // Two Dense layers whose names sort the other way from their order, and a nested model with its own "dense".
+    const config = {
+      module: 'keras.src.models.functional',
+      class_name: 'Functional',
+      config: {
+        name: 'outer',
+        trainable: true,
+        layers: [
+          keras3Layer('InputLayer', { batch_shape: [null, 2], dtype: 'float32', sparse: false, name: 'x' }, []),
+          keras3Layer('Dense', { name: 'z_first', units: 2, activation: 'relu', use_bias: true }, [{ args: [kerasTensor('x')], kwargs: {} }]),
+          keras3Layer(
+            'Functional',
+            {
+              name: 'inner',
+              trainable: true,
+              layers: [
+                keras3Layer('InputLayer', { batch_shape: [null, 2], dtype: 'float32', sparse: false, name: 'inner_in' }, []),
+                keras3Layer('Dense', { name: 'inner_dense', units: 2, activation: 'linear', use_bias: false }, [{ args: [kerasTensor('inner_in')], kwargs: {} }]),
+              ],
+              input_layers: [['inner_in', 0, 0]],
+              output_layers: [['inner_dense', 0, 0]],
+            },
+            [{ args: [kerasTensor('z_first')], kwargs: {} }],
+          ),
+          keras3Layer('Dense', { name: 'a_second', units: 1, activation: 'linear', use_bias: true }, [{ args: [kerasTensor('inner', 1, 0)], kwargs: {} }]),
+        ],
+        input_layers: [['x', 0, 0]],
+        output_layers: [['a_second', 0, 0]],
+      },
+      registered_name: 'Functional',
+      build_config: { input_shape: null },
+    };
+    const W1 = [1, -2, 0.5, 1];
+    const b1 = [0.1, -0.1];
+    const W2 = [2, 0, 0, -1];
+    const W3 = [0.5, 3];
+    const b3 = [0.25];
+    const file = writeKeras3(
+      config,
+      {
+        vars: {
+          'layers/dense': [
+            { shape: [2, 2], data: W1 },
+            { shape: [2], data: b1 },
+          ],
+          'layers/functional/layers/dense': [{ shape: [2, 2], data: W2 }],
+          'layers/dense_1': [
+            { shape: [2, 1], data: W3 },
+            { shape: [1], data: b3 },
+          ],
+        },
+      },
+      { emptyFolders: ['layers/input_layer', 'layers/functional/layers/input_layer'] },
+    );
+    const imported = importKeras3(file);
+    const x = [0.3, -0.7];
+    const h1 = [0, 1].map((j) => Math.max(0, x[0]! * W1[j]! + x[1]! * W1[2 + j]! + b1[j]!));
+    const h2 = [0, 1].map((j) => h1[0]! * W2[j]! + h1[1]! * W2[2 + j]!);
+    const want = h2[0]! * W3[0]! + h2[1]! * W3[1]! + b3[0]!;
+    const out = await runOnnx(imported, { x: new Tensor('float32', Float32Array.from(x), [1, 2]) });
+    expect(Math.abs(out.a_second![0]! - want)).toBeLessThanOrEqual(1e-6);
+    const fidelity = await measureImportFidelity(imported.artifacts, encodeModel(imported.def), { sampleCount: 2, seed: 1, dynamicDims: { first: 2, other: 1 } }, 0.9999);
+    expect(fidelity.passed).toBe(true);
+  });
+
+  test("hard_sigmoid is Keras 3's clip(x/6 + 0.5) in the export, and the TF.js twin the fidelity check runs computes the same", async () => {
+    const config = {
+      module: 'keras',
+      class_name: 'Sequential',
+      config: {
+        name: 'gates',
+        trainable: true,
+        dtype: DTYPE_POLICY,
+        layers: [
+          keras3Layer('InputLayer', { batch_shape: [null, 3], dtype: 'float32', sparse: false, name: 'x' }),
+          keras3Layer('Dense', { name: 'd', units: 3, activation: 'hard_sigmoid', use_bias: true }),
+          keras3Layer('Activation', { name: 'act', activation: { module: 'keras.activations', class_name: 'function', config: 'hard_sigmoid', registered_name: 'hard_sigmoid' } }),
+        ],
+      },
+      registered_name: null,
+    };
+    const W = seeded(9, 5, 4);
+    const b = seeded(3, 6, 2);
+    const imported = importKeras3(writeKeras3(config, { vars: { 'layers/dense': [{ shape: [3, 3], data: W }, { shape: [3], data: b }] } }, { emptyFolders: ['layers/activation'] }));
+    expect(imported.fidelityUnavailable).toBeUndefined();
+    const x = seeded(6, 7, 5);
+    const out = await runOnnx(imported, { x: new Tensor('float32', x, [2, 3]) });
+    for (let n = 0; n < 2; n++) {
+      for (let j = 0; j < 3; j++) {
+        let v = b[j]!;
+        for (let i = 0; i < 3; i++) v += x[n * 3 + i]! * W[i * 3 + j]!;
+        expect(Math.abs(out.act![n * 3 + j]! - hardSigmoid3(hardSigmoid3(v)))).toBeLessThanOrEqual(1e-6);
+      }
+    }
+    const fidelity = await measureImportFidelity(imported.artifacts, encodeModel(imported.def), { sampleCount: 3, seed: 2, dynamicDims: { first: 4, other: 1 } }, 0.9999);
+    expect(fidelity).toMatchObject({ passed: true });
+    expect(fidelity.outputs.act!.maxAbsError).toBeLessThanOrEqual(1e-6);
+  });
+
+  test('GRU with reset_after=true (the Keras 3 default, which TF.js cannot build): the definition, and fidelity marked not measurable', async () => {
+    const [T, I, H] = [4, 3, 2];
+    const config = {
+      module: 'keras',
+      class_name: 'Sequential',
+      config: {
+        name: 'rnn',
+        trainable: true,
+        dtype: DTYPE_POLICY,
+        layers: [
+          keras3Layer('InputLayer', { batch_shape: [null, T, I], dtype: 'float32', sparse: false, name: 'steps' }),
+          keras3Layer('GRU', {
+            name: 'gru',
+            units: H,
+            activation: 'tanh',
+            recurrent_activation: 'sigmoid',
+            use_bias: true,
+            kernel_initializer: { module: 'keras.initializers', class_name: 'GlorotUniform', config: { seed: null }, registered_name: null },
+            recurrent_initializer: { module: 'keras.initializers', class_name: 'Orthogonal', config: { gain: 1.0, seed: null }, registered_name: null },
+            bias_initializer: { module: 'keras.initializers', class_name: 'Zeros', config: {}, registered_name: null },
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+            reset_after: true,
+            return_sequences: false,
+            return_state: false,
+            go_backwards: false,
+            stateful: false,
+            unroll: false,
+            seed: null,
+          }),
+        ],
+      },
+      registered_name: null,
+    };
+    const W = seeded(I * 3 * H, 11);
+    const U = seeded(H * 3 * H, 12);
+    const B = seeded(2 * 3 * H, 13);
+    const file = writeKeras3(config, {
+      vars: {
+        'layers/gru/cell': [
+          { shape: [I, 3 * H], data: W },
+          { shape: [H, 3 * H], data: U },
+          { shape: [2, 3 * H], data: B },
+        ],
+      },
+    });
+    const imported = importKeras3(file);
+    expect(imported.fidelityUnavailable).toBe('TF.js cannot build GRU "gru" with reset_after=true (the Keras 3 default)');
+    const x = seeded(T * I, 14);
+    const out = await runOnnx(imported, { steps: new Tensor('float32', x, [1, T, I]) });
+    // Keras: gates z, r, h in column blocks; the recurrent part gets its own bias and is reset after the product.
+    let h = new Array<number>(H).fill(0);
+    for (let t = 0; t < T; t++) {
+      const xt = Array.from(x.subarray(t * I, (t + 1) * I));
+      const proj = (m: Float32Array, v: number[], gate: number, j: number) => v.reduce((a, vi, i) => a + vi * m[i * 3 * H + gate * H + j]!, 0);
+      const next = h.map((_, j) => {
+        const z = sigmoid(proj(W, xt, 0, j) + B[j]! + proj(U, h, 0, j) + B[3 * H + j]!);
+        const r = sigmoid(proj(W, xt, 1, j) + B[H + j]! + proj(U, h, 1, j) + B[3 * H + H + j]!);
+        const hh = Math.tanh(proj(W, xt, 2, j) + B[2 * H + j]! + r * (proj(U, h, 2, j) + B[3 * H + 2 * H + j]!));
+        return z * h[j]! + (1 - z) * hh;
+      });
+      h = next;
+    }
+    for (let j = 0; j < H; j++) expect(Math.abs(out.gru![j]! - h[j]!)).toBeLessThanOrEqual(1e-5);
+  });
+});
