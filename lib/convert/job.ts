@@ -259,12 +259,16 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
       source = imported.onnx;
       report.import = { format: imported.format, onnxBytes: source.byteLength };
       timingsMs.import = performance.now() - started;
-      // The export is checked against the original before quantization can blur the two.
-      started = performance.now();
-      const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
-      report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
-      timingsMs.importFidelity = performance.now() - started;
-      checkImportFidelity(report.import.fidelity);
+      // The export is checked against the original before quantization can blur the two, unless
+      // TF.js cannot run the original as it was defined: then the report says so and why.
+      if (imported.fidelityUnavailable) report.import.fidelityNotMeasured = imported.fidelityUnavailable;
+      else {
+        started = performance.now();
+        const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
+        report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
+        timingsMs.importFidelity = performance.now() - started;
+        checkImportFidelity(report.import.fidelity);
+      }
     }
 
     started = performance.now();

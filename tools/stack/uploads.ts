@@ -14,8 +14,8 @@ export interface UploadRequest {
   /** The file name under uploads/<model>/, without its suffix. */
   name: string;
   bytes: Uint8Array;
-  /** The upload's suffix: `onnx` (the default), `zip` (a TF.js model folder) or `h5` (Keras 2). */
-  suffix?: 'onnx' | 'zip' | 'h5';
+  /** The upload's suffix: `onnx` (the default), `zip` (a TF.js model folder), `h5` (Keras 2) or `keras` (Keras 3). */
+  suffix?: 'onnx' | 'zip' | 'h5' | 'keras';
   /** The sidecar's JSON object, uploaded first so the job finds it. */
   options?: unknown;
   /** Called as the model's bytes go out. */
