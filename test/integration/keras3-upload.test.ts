@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { buildConvertHandler } from '../../handlers/s3/convert-handler';
@@ -6,7 +10,7 @@ import { writeZip } from '../../lib/convert/import/zip';
 import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
 import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
+import { httpEvent, lambdaContext, s3PutEvent, TEST_API_KEY } from '../helpers/events';
 import { DTYPE_POLICY, keras3FromTfjs, keras3Layer, writeKeras3 } from '../helpers/keras3';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { seedWeights, seededInputs, tf, tfl, useCpuBackend } from '../helpers/tfjs';
@@ -186,4 +190,40 @@ describe('a Keras 3 .keras upload goes through the conversion job', () => {
     expect(report.reason).toMatch(/^zip: entry "config.json" declares 3000000000 bytes from \d+: a ratio over 1100 \(zip bomb\?\)$/);
     expect(await store.listKeys('models/keras3-bomb/')).toEqual([]);
   });
+});
+
+describe('npm run model -- upload x.keras', () => {
+  test('the CLI checks and uploads the .keras file, the job converts it, the CLI prints the report with its import fidelity', async () => {
+    const model = tfl.sequential({ layers: [tfl.layers.inputLayer({ inputShape: [6], name: 'features' }), tfl.layers.dense({ units: 3, activation: 'softmax', name: 'scores' })] });
+    seedWeights(model, 43);
+    const dir = mkdtempSync(join(tmpdir(), 'keras3-cli-'));
+    try {
+      const path = join(dir, 'Scorer.keras');
+      writeFileSync(path, keras3FromTfjs(model));
+      const env = { ...process.env, S3_ENDPOINT: s3.endpoint, API_KEY: TEST_API_KEY, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
+      const root = resolve(__dirname, '..', '..');
+      const args = [join(root, 'tools', 'run-ts.mjs'), 'tools/cli/model.ts', 'upload', path, '--api', 'http://127.0.0.1:9', '--bucket', s3.bucket];
+      const cli = new Promise<{ code: number; stdout: string; stderr: string }>((done) => {
+        execFile(process.execPath, args, { cwd: root, env }, (err, stdout, stderr) => done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+      });
+      // No S3 notifications here: the test plays the convert function's trigger once the upload lands.
+      const key = 'uploads/scorer/Scorer.keras';
+      let head = await store.head(key);
+      for (let i = 0; !head && i < 600; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        head = await store.head(key);
+      }
+      expect(head).toBeDefined();
+      const context = { ...lambdaContext('convert'), getRemainingTimeInMillis: () => 900_000 };
+      const result = await convert(s3PutEvent(s3.bucket, key, head!.etag.replace(/"/g, '')), context);
+      expect(result.reports[0]).toMatchObject({ status: 'succeeded', import: { format: 'keras3' } });
+      const { code, stdout } = await cli;
+      expect(code).toBe(0);
+      expect(stdout).toContain(`uploaded s3://${s3.bucket}/${key}`);
+      expect(stdout).toContain('published scorer version 1');
+      expect(stdout).toMatch(/ {2}import {6}keras3, against TF\.js: scores cosine 1\.000000, max abs error \d\.\d\de-\d+\n/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

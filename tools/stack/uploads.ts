@@ -98,6 +98,11 @@ export function summarizeReport(report: JobReport): string[] {
       lines.push(`  output ${name}: cosine ${o.cosine.toFixed(5)}, max abs error ${o.maxAbsError.toExponential(2)}${top1}`);
     }
   }
+  const imported = report.import;
+  if (imported?.fidelity) {
+    const worst = Object.entries(imported.fidelity.outputs).map(([name, o]) => `${name} cosine ${o.cosine.toFixed(6)}, max abs error ${o.maxAbsError.toExponential(2)}`);
+    lines.push(`  import      ${imported.format}, against TF.js: ${worst.join('; ')}`);
+  } else if (imported) lines.push(`  import      ${imported.format}, fidelity not measured: ${imported.fidelityNotMeasured ?? 'no figures'}`);
   if (report.gates) {
     lines.push(report.gates.passed ? '  gates       passed' : `  gates       FAILED: ${report.gates.failures.join('; ')}`);
   }
