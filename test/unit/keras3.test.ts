@@ -4,7 +4,7 @@ import { importKeras3, kerasSnakeCase } from '../../lib/convert/import/keras3';
 import { encodeModel } from '../../lib/onnx/writer';
 import { prng } from '../../lib/convert/random';
 import { DTYPE_POLICY, keras3FromTfjs, keras3Layer, kerasTensor, writeKeras3 } from '../helpers/keras3';
-import { compareWithTfjs, seedWeights, tfl, useCpuBackend } from '../helpers/tfjs';
+import { compareWithTfjs, seedWeights, tf, tfl, useCpuBackend } from '../helpers/tfjs';
 
 beforeAll(useCpuBackend);
 
@@ -210,7 +210,8 @@ describe('Keras 3 files written by hand to the documented layout, checked agains
         trainable: true,
         dtype: DTYPE_POLICY,
         layers: [
-          keras3Layer('InputLayer', { batch_shape: [null, 3], dtype: 'float32', sparse: false, name: 'x' }),
+          // Newer Keras 3 releases also write ragged and optional.
+          keras3Layer('InputLayer', { batch_shape: [null, 3], dtype: 'float32', sparse: false, ragged: false, name: 'x', optional: false }),
           keras3Layer('Dense', { name: 'd', units: 3, activation: 'hard_sigmoid', use_bias: true }),
           keras3Layer('Activation', { name: 'act', activation: { module: 'keras.activations', class_name: 'function', config: 'hard_sigmoid', registered_name: 'hard_sigmoid' } }),
         ],
@@ -299,5 +300,163 @@ describe('Keras 3 files written by hand to the documented layout, checked agains
       h = next;
     }
     for (let j = 0; j < H; j++) expect(Math.abs(out.gru![j]! - h[j]!)).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe('a config.json as Keras 3.5 writes it, every key kept', () => {
+  const init = (className: string, config: object = {}) => ({ module: 'keras.initializers', class_name: className, config, registered_name: null });
+  const layer = (className: string, config: Record<string, unknown>, inputShape: (number | null)[]) => ({ ...keras3Layer(className, config), build_config: { input_shape: inputShape } });
+
+  test('a compiled Sequential CNN with Dropout: optimizer variables ignored, answers like the same model built in TF.js', async () => {
+    const config = {
+      module: 'keras',
+      class_name: 'Sequential',
+      config: {
+        name: 'sequential',
+        trainable: true,
+        dtype: DTYPE_POLICY,
+        layers: [
+          keras3Layer('InputLayer', { batch_shape: [null, 8, 8, 3], dtype: 'float32', sparse: false, name: 'input_layer' }),
+          layer(
+            'Conv2D',
+            {
+              name: 'conv2d',
+              filters: 4,
+              kernel_size: [3, 3],
+              strides: [1, 1],
+              padding: 'valid',
+              data_format: 'channels_last',
+              dilation_rate: [1, 1],
+              groups: 1,
+              activation: 'relu',
+              use_bias: true,
+              kernel_initializer: init('GlorotUniform', { seed: null }),
+              bias_initializer: init('Zeros'),
+              kernel_regularizer: null,
+              bias_regularizer: null,
+              activity_regularizer: null,
+              kernel_constraint: null,
+              bias_constraint: null,
+            },
+            [null, 8, 8, 3],
+          ),
+          layer(
+            'BatchNormalization',
+            {
+              name: 'batch_normalization',
+              axis: -1,
+              momentum: 0.99,
+              epsilon: 0.001,
+              center: true,
+              scale: true,
+              beta_initializer: init('Zeros'),
+              gamma_initializer: init('Ones'),
+              moving_mean_initializer: init('Zeros'),
+              moving_variance_initializer: init('Ones'),
+              beta_regularizer: null,
+              gamma_regularizer: null,
+              beta_constraint: null,
+              gamma_constraint: null,
+              synchronized: false,
+            },
+            [null, 6, 6, 4],
+          ),
+          layer('MaxPooling2D', { name: 'max_pooling2d', pool_size: [2, 2], padding: 'valid', strides: [2, 2], data_format: 'channels_last' }, [null, 6, 6, 4]),
+          layer('Dropout', { name: 'dropout', rate: 0.25, seed: null, noise_shape: null }, [null, 3, 3, 4]),
+          layer('Flatten', { name: 'flatten', data_format: 'channels_last' }, [null, 3, 3, 4]),
+          layer(
+            'Dense',
+            {
+              name: 'dense',
+              units: 3,
+              activation: 'softmax',
+              use_bias: true,
+              kernel_initializer: init('GlorotUniform', { seed: null }),
+              bias_initializer: init('Zeros'),
+              kernel_regularizer: null,
+              bias_regularizer: null,
+              kernel_constraint: null,
+              bias_constraint: null,
+            },
+            [null, 36],
+          ),
+        ],
+        build_input_shape: [null, 8, 8, 3],
+      },
+      registered_name: null,
+      build_config: { input_shape: [null, 8, 8, 3] },
+      compile_config: { optimizer: { module: 'keras.optimizers', class_name: 'Adam', config: { name: 'adam', learning_rate: 0.001 }, registered_name: null }, loss: 'categorical_crossentropy', metrics: ['accuracy'] },
+    };
+    const kernel = seeded(3 * 3 * 3 * 4, 21, 0.5);
+    const bias = seeded(4, 22);
+    const [gamma, beta, mean] = [seeded(4, 23), seeded(4, 24), seeded(4, 25)];
+    const variance = seeded(4, 26).map((v) => 0.5 + Math.abs(v));
+    const dense = seeded(36 * 3, 27, 0.5);
+    const denseBias = seeded(3, 28);
+    const file = writeKeras3(
+      config,
+      {
+        vars: {
+          'layers/conv2d': [
+            { shape: [3, 3, 3, 4], data: kernel },
+            { shape: [4], data: bias },
+          ],
+          'layers/batch_normalization': [gamma, beta, mean, variance].map((data) => ({ shape: [4], data })),
+          'layers/dense': [
+            { shape: [36, 3], data: dense },
+            { shape: [3], data: denseBias },
+          ],
+          // What compile() and fit() leave beside the layers: never read.
+          optimizer: [
+            { shape: [], data: [10] },
+            { shape: [3, 3, 3, 4], data: new Float32Array(108) },
+          ],
+        },
+      },
+      { emptyFolders: ['layers/max_pooling2d', 'layers/dropout', 'layers/flatten'] },
+    );
+    const imported = importKeras3(file);
+    expect(imported.artifacts.weightSpecs.map((w) => (w as { name: string }).name)).toEqual([
+      'conv2d/kernel',
+      'conv2d/bias',
+      'batch_normalization/gamma',
+      'batch_normalization/beta',
+      'batch_normalization/moving_mean',
+      'batch_normalization/moving_variance',
+      'dense/kernel',
+      'dense/bias',
+    ]);
+    // The same model built with TF.js's own API and given the same weights is the reference.
+    const reference = tfl.sequential({
+      layers: [
+        tfl.layers.inputLayer({ inputShape: [8, 8, 3], name: 'input_layer' }),
+        tfl.layers.conv2d({ filters: 4, kernelSize: 3, activation: 'relu' }),
+        tfl.layers.batchNormalization(),
+        tfl.layers.maxPooling2d({ poolSize: 2 }),
+        tfl.layers.dropout({ rate: 0.25 }),
+        tfl.layers.flatten(),
+        tfl.layers.dense({ units: 3, activation: 'softmax', name: 'dense' }),
+      ],
+    });
+    const set = (className: string, values: [Float32Array, number[]][]) =>
+      reference.layers.find((l) => l.getClassName() === className)!.setWeights(values.map(([data, shape]) => tf.tensor(data, shape)));
+    set('Conv2D', [
+      [kernel, [3, 3, 3, 4]],
+      [bias, [4]],
+    ]);
+    set('BatchNormalization', [gamma, beta, mean, variance].map((v) => [v, [4]]));
+    set('Dense', [
+      [dense, [36, 3]],
+      [denseBias, [3]],
+    ]);
+    const onnx = encodeModel(imported.def);
+    const x = seeded(3 * 8 * 8 * 3, 29);
+    const want = (reference.predict(tf.tensor(x, [3, 8, 8, 3])) as tf.Tensor).dataSync();
+    const got = (await runOnnx(imported, { input_layer: new Tensor('float32', x, [3, 8, 8, 3]) })).dense!;
+    expect(got).toHaveLength(9);
+    for (let i = 0; i < 9; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-4);
+    const fidelity = await measureImportFidelity(imported.artifacts, onnx, { sampleCount: 3, seed: 4, dynamicDims: { first: 2, other: 1 } }, 0.9999);
+    expect(fidelity.passed).toBe(true);
+    expect(fidelity.outputs.dense!.maxAbsError).toBeLessThanOrEqual(1e-4);
   });
 });
