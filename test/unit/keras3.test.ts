@@ -1,10 +1,12 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { measureImportFidelity } from '../../lib/convert/import/fidelity';
+import { Dataset } from 'jsfive';
+import { h5Floats, openH5 } from '../../lib/convert/import/keras-h5';
 import { importKeras3, kerasSnakeCase } from '../../lib/convert/import/keras3';
 import { encodeModel } from '../../lib/onnx/writer';
 import { prng } from '../../lib/convert/random';
 import { DTYPE_POLICY, keras3FromTfjs, keras3Layer, kerasTensor, writeKeras3 } from '../helpers/keras3';
-import { compareWithTfjs, seedWeights, tf, tfl, useCpuBackend } from '../helpers/tfjs';
+import { compareWithTfjs, seedWeights, tf, tfl, useCpuBackend, writeH5 } from '../helpers/tfjs';
 
 beforeAll(useCpuBackend);
 
@@ -38,6 +40,17 @@ describe('Keras 3 .keras files (config.json + model.weights.h5), converted and c
       'functional',
       'input_layer',
     ]);
+  });
+
+  test("float32 datasets are read from the file's bytes, the same values jsfive's own reader gives", () => {
+    const values = seeded(7 * 5, 3, 10);
+    const file = openH5(writeH5({ datasets: [{ path: 'a', shape: [3], data: [1.5, -2, 3e-7] }, { path: 'g/vars/0', shape: [7, 5], data: Array.from(values) }] }), 'test file');
+    for (const path of ['a', 'g/vars/0']) {
+      const d = file.get(path);
+      expect(d).toBeInstanceOf(Dataset);
+      expect(Array.from(h5Floats(d as Dataset))).toEqual(Array.from(Float32Array.from((d as Dataset).value, Number)));
+    }
+    expect(Array.from(h5Floats(file.get('g/vars/0') as Dataset))).toEqual(Array.from(values));
   });
 
   test('a Sequential CNN: Conv2D, BatchNormalization, DepthwiseConv2D, pooling, Flatten, two Dense', async () => {

@@ -29,9 +29,44 @@ export function openH5(bytes: Uint8Array, what: string): File {
   }
 }
 
+/** The part of jsfive's DataObjects (behind a Dataset) a contiguous dataset's bytes are found through. */
+interface DataObjectsInternals {
+  fh?: ArrayBuffer;
+  dtype?: unknown;
+  find_msg_type?(type: number): { get(key: string): unknown }[];
+  _get_data_message_properties?(offset: number): [number, number, number, number];
+}
+
+const DATA_STORAGE_MESSAGE = 0x0008;
+const CONTIGUOUS_LAYOUT = 1;
+
+/**
+ * A contiguous little-endian float32 dataset (how Keras and h5py store weights) read straight from
+ * the file's bytes: jsfive's own `value` is a JS array of numbers, several times the data's size.
+ * Undefined when the dataset is stored any other way or jsfive's internals are not as expected.
+ */
+function contiguousFloat32(d: Dataset): Float32Array | undefined {
+  const o = (d as unknown as { _dataobjects?: DataObjectsInternals })._dataobjects;
+  if (!o?.fh || o.dtype !== '<f4' || typeof o.find_msg_type !== 'function' || typeof o._get_data_message_properties !== 'function') return undefined;
+  try {
+    const message = o.find_msg_type(DATA_STORAGE_MESSAGE)[0];
+    const messageOffset = message?.get('offset_to_message');
+    if (typeof messageOffset !== 'number') return undefined;
+    const [, , layout, at] = o._get_data_message_properties(messageOffset);
+    if (layout !== CONTIGUOUS_LAYOUT) return undefined;
+    const offset = Number(new DataView(o.fh).getBigUint64(at, true));
+    const count = d.shape.reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(offset) || offset + 4 * count > o.fh.byteLength) return undefined;
+    // openH5 gave jsfive a buffer of its own, so an aligned dataset is used in place.
+    return offset % 4 === 0 ? new Float32Array(o.fh, offset, count) : new Float32Array(o.fh.slice(offset, offset + 4 * count));
+  } catch {
+    return undefined;
+  }
+}
+
 /** A dataset's values as float32 (Keras stores float32 weights; other numeric types are widened or narrowed). */
 export function h5Floats(d: Dataset): Float32Array {
-  return Float32Array.from(d.value, Number);
+  return contiguousFloat32(d) ?? Float32Array.from(d.value, Number);
 }
 
 /** Weights as TF.js loads them: one spec per weight, and their float32 bytes back to back in the same order. */
