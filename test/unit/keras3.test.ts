@@ -249,6 +249,61 @@ describe('Keras 3 files written by hand to the documented layout, checked agains
     expect(fidelity.outputs.act!.maxAbsError).toBeLessThanOrEqual(1e-6);
   });
 
+  test('a .keras file from Keras 2.15: _layer_checkpoint_dependencies folders, list-form nodes, a nested Sequential numbered from 1, hard_sigmoid 0.2x + 0.5', async () => {
+    const config = {
+      module: 'keras.src.engine.functional',
+      class_name: 'Functional',
+      config: {
+        name: 'model',
+        trainable: true,
+        layers: [
+          { module: 'keras.layers', class_name: 'InputLayer', config: { batch_input_shape: [null, 2], dtype: 'float32', sparse: false, ragged: false, name: 'x' }, registered_name: null, name: 'x', inbound_nodes: [] },
+          {
+            module: 'keras.src.engine.sequential',
+            class_name: 'Sequential',
+            config: {
+              name: 'seq',
+              layers: [
+                { module: 'keras.layers', class_name: 'InputLayer', config: { batch_input_shape: [null, 2], dtype: 'float32', sparse: false, ragged: false, name: 'seq_in' }, registered_name: null },
+                { module: 'keras.layers', class_name: 'Dense', config: { name: 'hidden', trainable: true, dtype: 'float32', units: 2, activation: 'relu', use_bias: true }, registered_name: null, build_config: { input_shape: [null, 2] } },
+              ],
+            },
+            registered_name: null,
+            name: 'seq',
+            inbound_nodes: [[['x', 0, 0, {}]]],
+          },
+          { module: 'keras.layers', class_name: 'Dense', config: { name: 'gate', trainable: true, dtype: 'float32', units: 1, activation: 'hard_sigmoid', use_bias: false }, registered_name: null, name: 'gate', inbound_nodes: [[['seq', 1, 0, {}]]] },
+        ],
+        input_layers: [['x', 0, 0]],
+        output_layers: [['gate', 0, 0]],
+      },
+      registered_name: 'Functional',
+    };
+    const W1 = [1, -1, 2, 0.5];
+    const W2 = [3, -2];
+    const file = writeKeras3(
+      config,
+      {
+        vars: {
+          '_layer_checkpoint_dependencies/sequential/_layer_checkpoint_dependencies/dense': [
+            { shape: [2, 2], data: W1 },
+            { shape: [2], data: [0, 0.5] },
+          ],
+          '_layer_checkpoint_dependencies/dense': [{ shape: [2, 1], data: W2 }],
+        },
+      },
+      { kerasVersion: '2.15.0' },
+    );
+    const imported = importKeras3(file);
+    const x = [0.4, 0.2];
+    const h = [0, 1].map((j) => Math.max(0, x[0]! * W1[j]! + x[1]! * W1[2 + j]! + [0, 0.5][j]!));
+    const v = h[0]! * W2[0]! + h[1]! * W2[1]!;
+    const out = await runOnnx(imported, { x: new Tensor('float32', Float32Array.from(x), [1, 2]) });
+    expect(Math.abs(out.gate![0]! - Math.min(1, Math.max(0, 0.2 * v + 0.5)))).toBeLessThanOrEqual(1e-6);
+    const fidelity = await measureImportFidelity(imported.artifacts, encodeModel(imported.def), { sampleCount: 2, seed: 5, dynamicDims: { first: 3, other: 1 } }, 0.9999);
+    expect(fidelity.passed).toBe(true);
+  });
+
   test('GRU with reset_after=true (the Keras 3 default, which TF.js cannot build): the definition, and fidelity marked not measurable', async () => {
     const [T, I, H] = [4, 3, 2];
     const config = {

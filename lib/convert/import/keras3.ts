@@ -46,15 +46,15 @@ function activationName(v: unknown): unknown {
 }
 
 /** Any value inside a layer config: Keras 3 objects unwrapped to `{class_name, config}`. */
-function plainValue(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(plainValue);
+function plainValue(v: unknown, major: number): unknown {
+  if (Array.isArray(v)) return v.map((x) => plainValue(x, major));
   if (!isObject(v)) return v;
-  if (typeof v.class_name === 'string' && 'config' in v) return { class_name: v.class_name, config: isObject(v.config) ? plainConfig(v.class_name, v.config) : v.config };
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainValue(x)]));
+  if (typeof v.class_name === 'string' && 'config' in v) return { class_name: v.class_name, config: isObject(v.config) ? plainConfig(v.class_name, v.config, major) : v.config };
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainValue(x, major)]));
 }
 
-function plainConfig(className: string, config: Json): Json {
-  if (MODEL_CLASSES.has(className)) return modelConfig(className, config);
+function plainConfig(className: string, config: Json, major: number): Json {
+  if (MODEL_CLASSES.has(className)) return modelConfig(className, config, major);
   const out: Json = {};
   for (const [key, value] of Object.entries(config)) {
     if (key === 'dtype') out.dtype = dtypeName(value);
@@ -65,8 +65,8 @@ function plainConfig(className: string, config: Json): Json {
     else if (key.endsWith('_initializer')) out[key] = value === null ? null : { class_name: 'Zeros', config: {} };
     else if (key.endsWith('_regularizer') || key.endsWith('_constraint')) out[key] = null;
     else if (key === 'activation' || key === 'recurrent_activation') out[key] = activationName(value);
-    else if ((key === 'layer' || key === 'backward_layer') && isObject(value)) out[key] = plainLayer(value, 'wrapped layer');
-    else out[key] = plainValue(value);
+    else if ((key === 'layer' || key === 'backward_layer') && isObject(value)) out[key] = plainLayer(value, 'wrapped layer', major);
+    else out[key] = plainValue(value, major);
   }
   // Keras 3 renamed LeakyReLU's alpha; TF.js reads the old name.
   if (className === 'LeakyReLU' && typeof out.negative_slope === 'number') {
@@ -95,9 +95,9 @@ function mirrorBackward(config: Json): void {
 }
 
 /** A Keras 3 layer entry (`{module, class_name, config, registered_name, build_config, name, inbound_nodes}`). */
-function plainLayer(spec: Json, where: string): Json {
+function plainLayer(spec: Json, where: string, major: number): Json {
   if (typeof spec.class_name !== 'string') throw new ConversionError(`config.json: ${where} has no class_name`);
-  const out: Json = { class_name: spec.class_name, config: isObject(spec.config) ? plainConfig(spec.class_name, spec.config) : {} };
+  const out: Json = { class_name: spec.class_name, config: isObject(spec.config) ? plainConfig(spec.class_name, spec.config, major) : {} };
   if (typeof spec.name === 'string') out.name = spec.name;
   return out;
 }
@@ -131,24 +131,24 @@ function plainNode(node: unknown, shift: (name: string) => number): unknown[] {
   return refs;
 }
 
-function modelConfig(className: string, config: Json): Json {
+function modelConfig(className: string, config: Json, major: number): Json {
   const name = config.name;
   const layers = config.layers;
   if (!Array.isArray(layers)) throw new ConversionError(`config.json: model "${String(name)}" has no layers`);
   if (className === 'Sequential') {
-    const plain = layers.map((l, i) => plainLayer(l as Json, `layer ${i} of "${String(name)}"`));
+    const plain = layers.map((l, i) => plainLayer(l as Json, `layer ${i} of "${String(name)}"`, major));
     const first = plain[0];
     // A Sequential built without an Input: its build shape goes on the first layer, as Keras 2 wrote it.
     if (first && first.class_name !== 'InputLayer' && Array.isArray(config.build_input_shape)) (first.config as Json).batch_input_shape ??= config.build_input_shape;
     return { name, layers: plain };
   }
   // Keras 2 and TF.js count a nested model's own construction as its node 0; Keras 3 does so for a
-  // Functional but not for a Sequential, whose calls are numbered one lower.
-  const sequentials = new Set(layers.filter((l) => isObject(l) && l.class_name === 'Sequential').map((l) => String((l as Json).name ?? (isObject((l as Json).config) ? ((l as Json).config as Json).name : ''))));
+  // Functional but not for a Sequential (no longer a Functional), whose calls are numbered one lower.
+  const sequentials = major < 3 ? new Set<string>() : new Set(layers.filter((l) => isObject(l) && l.class_name === 'Sequential').map((l) => String((l as Json).name ?? (isObject((l as Json).config) ? ((l as Json).config as Json).name : ''))));
   const shift = (n: string): number => (sequentials.has(n) ? 1 : 0);
   const plain = layers.map((l, i) => {
     const spec = l as Json;
-    const out = plainLayer(spec, `layer ${i} of "${String(name)}"`);
+    const out = plainLayer(spec, `layer ${i} of "${String(name)}"`, major);
     out.name ??= (out.config as Json).name;
     out.inbound_nodes = Array.isArray(spec.inbound_nodes) ? spec.inbound_nodes.map((n) => plainNode(n, shift)) : [];
     return out;
@@ -156,13 +156,16 @@ function modelConfig(className: string, config: Json): Json {
   return { name, layers: plain, input_layers: refList(config.input_layers, () => 0), output_layers: refList(config.output_layers, shift) };
 }
 
-/** A Keras 3 `config.json` (the whole model, serialized) in the Keras 2 `model_config` form. */
-export function normalizeKeras3Config(json: unknown): Json {
+/**
+ * A `.keras` `config.json` (the whole model, serialized) in the Keras 2 `model_config` form.
+ * `kerasMajor` is the saving Keras's major version (Keras 2.13-2.15 also wrote `.keras` files).
+ */
+export function normalizeKeras3Config(json: unknown, kerasMajor = 3): Json {
   if (!isObject(json) || typeof json.class_name !== 'string' || !isObject(json.config)) throw new ConversionError('config.json is not a serialized Keras model ({class_name, config})');
   if (!MODEL_CLASSES.has(json.class_name)) {
     throw new ConversionError(`config.json holds a ${json.class_name}, not a Sequential or Functional model (a subclassed model cannot be rebuilt from its config)`);
   }
-  return { class_name: json.class_name, config: modelConfig(json.class_name, json.config) };
+  return { class_name: json.class_name, config: modelConfig(json.class_name, json.config, kerasMajor) };
 }
 
 // --- model.weights.h5: `layers/<snake_case(class)>[_N]/vars/<i>`, in Keras's order ---
@@ -412,7 +415,7 @@ export function importKeras3(bytes: Uint8Array, limits?: ZipLimits): Keras3Impor
   const metadata = zip.has('metadata.json') ? readJson(zip, 'metadata.json') : undefined;
   const kerasVersion = isObject(metadata) && typeof metadata.keras_version === 'string' ? metadata.keras_version : '3';
   const kerasMajor = Number(/^(\d+)/.exec(kerasVersion)?.[1] ?? 3);
-  const modelConfig = normalizeKeras3Config(readJson(zip, 'config.json'));
+  const modelConfig = normalizeKeras3Config(readJson(zip, 'config.json'), kerasMajor);
   const file = openH5(zip.read('model.weights.h5'), 'the .keras model.weights.h5');
   const reader = new WeightReader(file);
   reader.readModel(modelConfig, '');
