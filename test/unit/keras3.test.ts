@@ -304,6 +304,46 @@ describe('Keras 3 files written by hand to the documented layout, checked agains
     expect(fidelity.passed).toBe(true);
   });
 
+  test('silu is run by TF.js as swish; Normalization with its mean and variance in the config (NumPy-serialized), which TF.js lacks, is converted from them', async () => {
+    const config = {
+      module: 'keras',
+      class_name: 'Sequential',
+      config: {
+        name: 'prep',
+        trainable: true,
+        dtype: DTYPE_POLICY,
+        layers: [
+          keras3Layer('InputLayer', { batch_shape: [null, 3], dtype: 'float32', sparse: false, name: 'x' }),
+          keras3Layer('Dense', { name: 'd', units: 2, activation: 'silu', use_bias: false }),
+          keras3Layer('Normalization', {
+            name: 'norm',
+            axis: [-1],
+            invert: false,
+            mean: { class_name: '__numpy__', config: { value: [0.5, -1], dtype: 'float32' } },
+            variance: [4, 0.25],
+          }),
+        ],
+      },
+      registered_name: null,
+    };
+    const W = [1, -1, 0.5, 2, -2, 0.25];
+    const imported = importKeras3(writeKeras3(config, { vars: { 'layers/dense': [{ shape: [3, 2], data: W }] } }, { emptyFolders: ['layers/normalization'] }));
+    expect(imported.fidelityUnavailable).toBe('TF.js has no Normalization layer ("norm")');
+    const x = [0.3, -0.6, 0.9];
+    const out = await runOnnx(imported, { x: new Tensor('float32', Float32Array.from(x), [1, 3]) });
+    [0, 1].forEach((j) => {
+      const v = x.reduce((a, xi, i) => a + xi * W[i * 2 + j]!, 0);
+      const silu = v * sigmoid(v);
+      expect(Math.abs(out.norm![j]! - (silu - [0.5, -1][j]!) / Math.sqrt([4, 0.25][j]!))).toBeLessThanOrEqual(1e-6);
+    });
+    // Without the Normalization, TF.js runs the rest (silu as its swish) and agrees.
+    config.config.layers.pop();
+    const dense = importKeras3(writeKeras3(config, { vars: { 'layers/dense': [{ shape: [3, 2], data: W }] } }));
+    expect(dense.fidelityUnavailable).toBeUndefined();
+    const fidelity = await measureImportFidelity(dense.artifacts, encodeModel(dense.def), { sampleCount: 2, seed: 6, dynamicDims: { first: 3, other: 1 } }, 0.9999);
+    expect(fidelity.outputs.d!.maxAbsError).toBeLessThanOrEqual(1e-6);
+  });
+
   test('GRU with reset_after=true (the Keras 3 default, which TF.js cannot build): the definition, and fidelity marked not measurable', async () => {
     const [T, I, H] = [4, 3, 2];
     const config = {

@@ -2,7 +2,7 @@ import { Dataset, Group, type File } from 'jsfive';
 import type { ModelDef } from '../../onnx/writer';
 import { ConversionError } from '../errors';
 import { h5Floats, openH5, packWeights } from './keras-h5';
-import { convertKerasModel } from './keras-model';
+import { convertKerasModel, MODEL_CLASSES } from './keras-model';
 import { KERAS3_HARD_SIGMOID, tfjsKnowsClass } from './keras3-tfjs';
 import type { TfjsArtifacts } from './tfjs-layers-model';
 import type { Weight } from './tfjs-weights';
@@ -11,7 +11,6 @@ import { ZipArchive, type ZipLimits } from './zip';
 type Json = Record<string, unknown>;
 type Ref = [string, number, number];
 
-const MODEL_CLASSES = new Set(['Sequential', 'Functional', 'Model']);
 const RNN_CLASSES = new Set(['LSTM', 'GRU', 'SimpleRNN']);
 
 function isObject(v: unknown): v is Json {
@@ -49,6 +48,8 @@ function activationName(v: unknown): unknown {
 function plainValue(v: unknown, major: number): unknown {
   if (Array.isArray(v)) return v.map((x) => plainValue(x, major));
   if (!isObject(v)) return v;
+  // Arrays Keras serialized as tensors or NumPy arrays: their values.
+  if ((v.class_name === '__numpy__' || v.class_name === '__tensor__') && isObject(v.config)) return v.config.value;
   if (typeof v.class_name === 'string' && 'config' in v) return { class_name: v.class_name, config: isObject(v.config) ? plainConfig(v.class_name, v.config, major) : v.config };
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainValue(x, major)]));
 }
@@ -274,6 +275,17 @@ function describeShape(s: (number | null)[]): string {
   return `[${s.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
 }
 
+/** A number or nested list of numbers from a config, as a weight of its shape. */
+function configArray(name: string, v: unknown, where: string): Weight {
+  const shape: number[] = [];
+  for (let level = v; Array.isArray(level); level = level[0] as unknown) shape.push(level.length);
+  const values = Array.isArray(v) ? (v as unknown[]).flat(Infinity) : [v];
+  if (values.length !== shape.reduce((a, b) => a * b, 1) || !values.every((x) => typeof x === 'number')) {
+    throw new ConversionError(`${where}: config "${name.slice(name.lastIndexOf('/') + 1)}" is not a number or a rectangular list of numbers`);
+  }
+  return { name, shape, data: Float32Array.from(values) };
+}
+
 class WeightReader {
   readonly weights: Weight[] = [];
   private readonly names = new Set<string>();
@@ -310,9 +322,20 @@ class WeightReader {
     }
   }
 
+  private add(weight: Weight, where: string): void {
+    if (this.names.has(weight.name)) throw new ConversionError(`${where}: another layer already holds the weight "${weight.name}" (layer names must be unique across nested models)`);
+    this.names.add(weight.name);
+    this.weights.push(weight);
+  }
+
   private readLayer(spec: Json, folder: string): void {
     const name = String(spec.name ?? (spec.config as Json).name);
     const where = `layer "${name}" (${String(spec.class_name)})`;
+    const config = spec.config as Json;
+    if (spec.class_name === 'Normalization' && config.mean !== null && config.mean !== undefined) {
+      // Given its mean and variance, the layer holds them as constants in its config, not variables.
+      for (const key of ['mean', 'variance']) this.add(configArray(`${name}/${key}`, config[key], where), where);
+    }
     for (const g of layerVars(spec, name)) {
       const path = `${folder}/${g.sub}`;
       const group = this.group(path);
@@ -330,10 +353,7 @@ class WeightReader {
         if (want && (shape.length !== want.length || want.some((w, k) => w !== null && w !== shape[k]))) {
           throw new ConversionError(`model.weights.h5: ${path}/${index} has shape ${describeShape(shape)}; ${where} expects its ${key} to be ${describeShape(want)}`);
         }
-        const weightName = `${g.prefix}/${key}`;
-        if (this.names.has(weightName)) throw new ConversionError(`${where}: another layer already holds the weight "${weightName}" (layer names must be unique across nested models)`);
-        this.names.add(weightName);
-        this.weights.push({ name: weightName, shape, data: h5Floats(d) });
+        this.add({ name: `${g.prefix}/${key}`, shape, data: h5Floats(d) }, where);
       });
     }
   }
@@ -373,7 +393,7 @@ function tfjsGap(config: unknown): string | undefined {
       if (typeof c.groups === 'number' && c.groups > 1) gaps.push(`TF.js has no grouped convolution ("${name}", groups=${c.groups})`);
       for (const key of ['activation', 'recurrent_activation']) {
         const a = c[key];
-        if (typeof a === 'string' && !tfjsKnowsClass(camel(a))) gaps.push(`TF.js has no activation "${a}" ("${name}")`);
+        if (typeof a === 'string' && !tfjsKnowsClass(a) && !tfjsKnowsClass(camel(a))) gaps.push(`TF.js has no activation "${a}" ("${name}")`);
       }
     }
     Object.values(v).forEach(visit);
@@ -424,6 +444,6 @@ export function importKeras3(bytes: Uint8Array, limits?: ZipLimits): Keras3Impor
     modelTopology: { keras_version: kerasVersion, backend: 'tensorflow', model_config: tfjsConfig(modelConfig, kerasMajor) as object },
     ...packWeights(reader.weights),
   };
-  const gap = tfjsGap(modelConfig);
+  const gap = tfjsGap(artifacts.modelTopology);
   return gap ? { def, artifacts, fidelityUnavailable: gap } : { def, artifacts };
 }
