@@ -100,6 +100,14 @@ describe('Keras 3 .keras structures, compared with TF.js predict', () => {
     await expectMatches(tfl.model({ inputs: x, outputs: y }), 33);
   });
 
+  test('a shared layer called on two inputs (two inbound nodes, the second read as node 1)', async () => {
+    const a = tfl.input({ shape: [4], name: 'a' });
+    const b = tfl.input({ shape: [4], name: 'b' });
+    const shared = tfl.layers.dense({ units: 3, activation: 'tanh', name: 'shared' });
+    const sum = tfl.layers.add({ name: 'sum' }).apply([shared.apply(a) as tfl.SymbolicTensor, shared.apply(b) as tfl.SymbolicTensor]) as tfl.SymbolicTensor;
+    await expectMatches(tfl.model({ inputs: [a, b], outputs: sum }), 36);
+  });
+
   test('LSTM (return_sequences) into a Bidirectional GRU (reset_after=false), with sigmoid recurrent activations', async () => {
     const model = tfl.sequential({
       layers: [
@@ -342,6 +350,39 @@ describe('Keras 3 files written by hand to the documented layout, checked agains
     expect(dense.fidelityUnavailable).toBeUndefined();
     const fidelity = await measureImportFidelity(dense.artifacts, encodeModel(dense.def), { sampleCount: 2, seed: 6, dynamicDims: { first: 3, other: 1 } }, 0.9999);
     expect(fidelity.outputs.d!.maxAbsError).toBeLessThanOrEqual(1e-6);
+  });
+
+  test("a Sequential saved without an InputLayer takes its input shape from build_input_shape; a Bidirectional whose backward layer is not the forward one's mirror is refused", async () => {
+    const dense = keras3Layer('Dense', { name: 'd', units: 2, activation: 'linear', use_bias: false });
+    const config = { module: 'keras', class_name: 'Sequential', config: { name: 's', trainable: true, dtype: DTYPE_POLICY, layers: [dense], build_input_shape: [null, 2] }, registered_name: null };
+    const imported = importKeras3(writeKeras3(config, { vars: { 'layers/dense': [{ shape: [2, 2], data: [1, 2, 3, 4] }] } }));
+    expect(imported.def.graph.inputs.map((i) => [i.name, i.shape])).toEqual([['d_input', ['batch', 2]]]);
+    const out = await runOnnx(imported, { d_input: new Tensor('float32', Float32Array.from([1, 1]), [1, 2]) });
+    expect(Array.from(out.d!)).toEqual([4, 6]);
+
+    const lstm = (name: string, extra: object) => keras3Layer('LSTM', { name, units: 2, activation: 'tanh', recurrent_activation: 'sigmoid', use_bias: true, return_sequences: false, ...extra });
+    const bidi = {
+      module: 'keras',
+      class_name: 'Sequential',
+      config: {
+        name: 'b',
+        trainable: true,
+        dtype: DTYPE_POLICY,
+        layers: [
+          keras3Layer('InputLayer', { batch_shape: [null, 3, 2], dtype: 'float32', sparse: false, name: 'x' }),
+          keras3Layer('Bidirectional', { name: 'bi', merge_mode: 'concat', layer: lstm('forward_lstm', {}), backward_layer: lstm('backward_lstm', { go_backwards: true, activation: 'relu' }) }),
+        ],
+      },
+      registered_name: null,
+    };
+    const cell = [
+      { shape: [2, 8], data: new Float32Array(16) },
+      { shape: [2, 8], data: new Float32Array(16) },
+      { shape: [8], data: new Float32Array(8) },
+    ];
+    expect(() => importKeras3(writeKeras3(bidi, { vars: { 'layers/bidirectional/forward_layer/cell': cell, 'layers/bidirectional/backward_layer/cell': cell } }))).toThrow(
+      'layer "bi" (Bidirectional): a separate backward_layer is not supported',
+    );
   });
 
   test('GRU with reset_after=true (the Keras 3 default, which TF.js cannot build): the definition, and fidelity marked not measurable', async () => {
