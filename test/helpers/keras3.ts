@@ -102,9 +102,12 @@ function keras3Model(className: 'Sequential' | 'Functional', config: Json): Json
     if (layers[0]?.class_name !== 'InputLayer' && Array.isArray(shape)) plain.unshift(keras3Layer('InputLayer', { batch_shape: shape, dtype: 'float32', sparse: false, name: `${String(config.name)}_input` }));
     return { name: config.name, trainable: true, dtype: DTYPE_POLICY, layers: plain };
   }
-  // Keras 3 numbers a nested Sequential's calls from 0 (Keras 2 and TF.js from 1).
+  // Keras 2 and TF.js number a nested model's calls from 1 (node 0 is its construction). Keras 3
+  // numbers them from 0 where a call reads them, and where outputs are named counts a Functional's
+  // from 1 and a Sequential's from 0 (functional.py: get_config, serialize_node).
+  const models = new Set(layers.filter((l) => MODELS.has(l.class_name)).map((l) => l.name ?? String(l.config.name)));
   const sequentials = new Set(layers.filter((l) => l.class_name === 'Sequential').map((l) => l.name ?? String(l.config.name)));
-  const ref = (r: unknown[]) => kerasTensor(String(r[0]), Number(r[1]) - (sequentials.has(String(r[0])) ? 1 : 0), Number(r[2]));
+  const ref = (r: unknown[]) => kerasTensor(String(r[0]), Number(r[1]) - (models.has(String(r[0])) ? 1 : 0), Number(r[2]));
   return {
     name: config.name,
     trainable: true,

@@ -101,6 +101,15 @@ describe('Keras 3 .keras structures, compared with TF.js predict', () => {
     await expectMatches(tfl.model({ inputs: x, outputs: y }), 33);
   });
 
+  test("nested models as outputs: output_layers count a Sequential's calls from 0 and a Functional's from 1 in Keras 3", async () => {
+    const inner = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [3], units: 4, activation: 'relu' })] });
+    const subIn = tfl.input({ shape: [4] });
+    const sub = tfl.model({ inputs: subIn, outputs: tfl.layers.dense({ units: 2 }).apply(subIn) as tfl.SymbolicTensor });
+    const x = tfl.input({ shape: [3], name: 'x' });
+    const h = inner.apply(x) as tfl.SymbolicTensor;
+    await expectMatches(tfl.model({ inputs: x, outputs: [h, sub.apply(h) as tfl.SymbolicTensor] }), 37);
+  });
+
   test('a shared layer called on two inputs (two inbound nodes, the second read as node 1)', async () => {
     const a = tfl.input({ shape: [4], name: 'a' });
     const b = tfl.input({ shape: [4], name: 'b' });
@@ -182,10 +191,12 @@ describe('Keras 3 files written by hand to the documented layout, checked agains
             },
             [{ args: [kerasTensor('z_first')], kwargs: {} }],
           ),
-          keras3Layer('Dense', { name: 'a_second', units: 1, activation: 'linear', use_bias: true }, [{ args: [kerasTensor('inner', 1, 0)], kwargs: {} }]),
+          // Keras 3 numbers a nested model's calls from 0 where another layer reads them.
+          keras3Layer('Dense', { name: 'a_second', units: 1, activation: 'linear', use_bias: true }, [{ args: [kerasTensor('inner', 0, 0)], kwargs: {} }]),
         ],
         input_layers: [['x', 0, 0]],
-        output_layers: [['a_second', 0, 0]],
+        // Newer Keras 3 releases write a single output (or input) as one reference, not a list of them.
+        output_layers: ['a_second', 0, 0],
       },
       registered_name: 'Functional',
       build_config: { input_shape: null },

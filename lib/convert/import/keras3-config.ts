@@ -97,21 +97,27 @@ function refList(v: unknown, shift: (name: string) => number): Ref[] {
   return typeof v[0] === 'string' ? [one(v)] : v.map(one);
 }
 
-/** A Keras 3 call (`{args, kwargs}` with `__keras_tensor__` entries) as a Keras 2 node: the refs it reads. */
-function plainNode(node: unknown, shift: (name: string) => number): unknown[] {
-  if (Array.isArray(node)) return node;
-  const refs: unknown[] = [];
+/** The tensors a Keras 3 call (`{args, kwargs}` with `__keras_tensor__` entries) reads, in order. */
+function callRefs(node: Json): Ref[] {
+  const refs: Ref[] = [];
   const visit = (v: unknown): void => {
     if (Array.isArray(v)) v.forEach(visit);
     else if (isObject(v)) {
       if (v.class_name === '__keras_tensor__' && isObject(v.config) && Array.isArray(v.config.keras_history)) {
-        const [name, node, tensor] = v.config.keras_history as [string, number, number];
-        refs.push([name, Number(node) + shift(name), Number(tensor), {}]);
+        const [name, index, tensor] = v.config.keras_history as unknown[];
+        refs.push([String(name), Number(index), Number(tensor)]);
       } else Object.values(v).forEach(visit);
     }
   };
-  visit(isObject(node) ? node.args : node);
+  visit(node.args);
   return refs;
+}
+
+/** A call as a Keras 2 node (`[[layer, node, tensor, kwargs], ...]`); a Keras 2 node is kept as it is. */
+function plainNode(node: unknown, shift: (name: string) => number): unknown[] {
+  if (Array.isArray(node)) return node;
+  if (!isObject(node)) return [];
+  return callRefs(node).map(([name, index, tensor]) => [name, index + shift(name), tensor, {}]);
 }
 
 function modelConfig(className: string, config: Json, major: number): Json {
@@ -125,18 +131,31 @@ function modelConfig(className: string, config: Json, major: number): Json {
     if (first && first.class_name !== 'InputLayer' && Array.isArray(config.build_input_shape)) (first.config as Json).batch_input_shape ??= config.build_input_shape;
     return { name, layers: plain };
   }
-  // Keras 2 and TF.js count a nested model's own construction as its node 0; Keras 3 does so for a
-  // Functional but not for a Sequential (no longer a Functional), whose calls are numbered one lower.
-  const sequentials = major < 3 ? new Set<string>() : new Set(layers.filter((l) => isObject(l) && l.class_name === 'Sequential').map((l) => String((l as Json).name ?? (isObject((l as Json).config) ? ((l as Json).config as Json).name : ''))));
-  const shift = (n: string): number => (sequentials.has(n) ? 1 : 0);
+  // Keras 2 and TF.js count a nested model's own construction as its node 0 and its calls from 1.
+  // Keras 3 numbers a nested model's calls from 0 where other layers' calls read them; where the
+  // model's outputs are named, it counts a Functional's from 1 and a Sequential's (no longer a
+  // Functional) from 0. Nested models read as node 0 are renumbered from 1.
+  const nameOf = (l: unknown): string => String((l as Json).name ?? (isObject((l as Json).config) ? ((l as Json).config as Json).name : ''));
+  const models = new Set(layers.filter((l) => isObject(l) && MODEL_CLASSES.has(String(l.class_name))).map(nameOf));
+  const sequentials = new Set(layers.filter((l) => isObject(l) && l.class_name === 'Sequential').map(nameOf));
+  const fromZero = new Set<string>();
+  if (major >= 3) {
+    for (const l of layers) {
+      for (const node of Array.isArray((l as Json).inbound_nodes) ? ((l as Json).inbound_nodes as unknown[]) : []) {
+        if (isObject(node)) for (const [ref, index] of callRefs(node)) if (index === 0 && models.has(ref)) fromZero.add(ref);
+      }
+    }
+  }
+  const callShift = (n: string): number => (fromZero.has(n) ? 1 : 0);
+  const outputShift = (n: string): number => (major >= 3 && sequentials.has(n) ? 1 : 0);
   const plain = layers.map((l, i) => {
     const spec = l as Json;
     const out = plainLayer(spec, `layer ${i} of "${String(name)}"`, major);
     out.name ??= (out.config as Json).name;
-    out.inbound_nodes = Array.isArray(spec.inbound_nodes) ? spec.inbound_nodes.map((n) => plainNode(n, shift)) : [];
+    out.inbound_nodes = Array.isArray(spec.inbound_nodes) ? spec.inbound_nodes.map((n) => plainNode(n, callShift)) : [];
     return out;
   });
-  return { name, layers: plain, input_layers: refList(config.input_layers, () => 0), output_layers: refList(config.output_layers, shift) };
+  return { name, layers: plain, input_layers: refList(config.input_layers, () => 0), output_layers: refList(config.output_layers, outputShift) };
 }
 
 /**
