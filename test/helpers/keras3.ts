@@ -9,7 +9,7 @@ type Json = Record<string, unknown>;
 
 export interface Keras3Vars {
   /** Folder (`layers/dense`, `layers/lstm/cell`) -> its variables, written as `<folder>/vars/<i>`. */
-  vars: Record<string, { shape: number[]; data: ArrayLike<number> }[]>;
+  vars: Record<string, { shape: number[]; data: ArrayLike<number>; attrs?: Record<string, unknown> }[]>;
 }
 
 export const DTYPE_POLICY = { module: 'keras', class_name: 'DTypePolicy', config: { name: 'float32' }, registered_name: null };
@@ -38,11 +38,11 @@ export function writeKeras3(config: Json, weights: Keras3Vars, options: { kerasV
     const parts = path.split('/');
     for (let i = 1; i <= parts.length; i++) groups.add(parts.slice(0, i).join('/'));
   };
-  const datasets: { path: string; shape: number[]; data: number[] }[] = [];
+  const datasets: { path: string; shape: number[]; data: number[]; attrs?: Record<string, unknown> }[] = [];
   for (const folder of options.emptyFolders ?? []) addParents(`${folder}/vars`);
   for (const [folder, vars] of Object.entries(weights.vars)) {
     addParents(`${folder}/vars`);
-    vars.forEach((v, i) => datasets.push({ path: `${folder}/vars/${i}`, shape: v.shape, data: Array.from(v.data) }));
+    vars.forEach((v, i) => datasets.push({ path: `${folder}/vars/${i}`, shape: v.shape, data: Array.from(v.data), ...(v.attrs ? { attrs: v.attrs } : {}) }));
   }
   const sorted = [...groups].sort((a, b) => a.split('/').length - b.split('/').length);
   const h5 = writeH5({ groups: Object.fromEntries(sorted.map((g) => [g, {}])), datasets });

@@ -127,7 +127,7 @@ export function writeKerasH5(model: tfl.LayersModel): Uint8Array {
 export interface H5Spec {
   attrs?: Record<string, unknown>;
   groups?: Record<string, { attrs?: Record<string, unknown> }>;
-  datasets: { path: string; shape: number[]; data: number[] }[];
+  datasets: { path: string; shape: number[]; data: number[]; attrs?: Record<string, unknown> }[];
 }
 
 /** An HDF5 file written by h5wasm in a child process (h5wasm ships ES modules only). */

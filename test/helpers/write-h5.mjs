@@ -1,7 +1,7 @@
 // Writes a Keras 2 HDF5 model file with h5wasm (the HDF5 C library as WASM). h5wasm ships ES
 // modules only, so tests run this as a child process: `node write-h5.mjs <out.h5> < spec.json`,
 // spec = {attrs: {name: string}, groups: {path: {attrs: {name: string | string[]}}},
-//         datasets: [{path, shape, data: number[]}]}.
+//         datasets: [{path, shape, data: number[], attrs?: {name: string}}]}.
 import { readFileSync } from 'node:fs';
 import h5wasm from 'h5wasm/node';
 
@@ -23,6 +23,7 @@ for (const d of spec.datasets ?? []) {
       made.add(parent);
     }
   }
-  file.create_dataset({ name: d.path, data: new Float32Array(d.data), shape: d.shape, dtype: '<f' });
+  const dataset = file.create_dataset({ name: d.path, data: new Float32Array(d.data), shape: d.shape, dtype: '<f' });
+  for (const [name, value] of Object.entries(d.attrs ?? {})) dataset.create_attribute(name, value);
 }
 file.close();

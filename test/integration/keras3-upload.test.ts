@@ -60,7 +60,7 @@ function denseConfig(extra: object[] = []): Record<string, unknown> {
   };
 }
 
-function denseModel(vars: { shape: number[]; data: number[] }[], extra: object[] = []): Uint8Array {
+function denseModel(vars: { shape: number[]; data: number[]; attrs?: Record<string, unknown> }[], extra: object[] = []): Uint8Array {
   return writeKeras3(denseConfig(extra), { vars: { 'layers/dense': vars } });
 }
 
@@ -161,6 +161,11 @@ describe('a Keras 3 .keras upload goes through the conversion job', () => {
       'a variable of the wrong shape',
       () => denseModel([KERNEL, { shape: [4], data: [0, 0, 0, 0] }]),
       'model.weights.h5: layers/dense/vars/1 has shape [4]; layer "d" (Dense) expects its bias to be [3]',
+    ],
+    [
+      'bfloat16 weights',
+      () => denseModel([{ ...KERNEL, attrs: { dtype: 'bfloat16' } }, BIAS]),
+      'model.weights.h5: layers/dense/vars/0 (layer "d" (Dense), kernel) holds bfloat16 values, which the importer does not read; save the model with float32 weights',
     ],
     [
       'a Lambda layer',

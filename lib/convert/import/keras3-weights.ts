@@ -1,6 +1,6 @@
 import { Dataset, Group, type File } from 'jsfive';
 import { ConversionError } from '../errors';
-import { h5Floats } from './keras-h5';
+import { h5Floats, h5Text } from './keras-h5';
 import { MODEL_CLASSES } from './keras-model';
 import type { Json } from './keras3-config';
 import type { Weight } from './tfjs-weights';
@@ -201,6 +201,10 @@ export class WeightReader {
         const shape = d.shape;
         if (want && (shape.length !== want.length || want.some((w, k) => w !== null && w !== shape[k]))) {
           throw new ConversionError(`model.weights.h5: ${path}/${index} has shape ${describeShape(shape)}; ${where} expects its ${key} to be ${describeShape(want)}`);
+        }
+        // Keras marks bfloat16 variables with a dtype attribute; their stored bits are not float32 values.
+        if (h5Text(d.attrs.dtype) === 'bfloat16') {
+          throw new ConversionError(`model.weights.h5: ${path}/${index} (${where}, ${key}) holds bfloat16 values, which the importer does not read; save the model with float32 weights`);
         }
         this.add({ name: `${g.prefix}/${key}`, shape, data: h5Floats(d) }, where);
       });
