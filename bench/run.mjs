@@ -3,7 +3,7 @@
 // asserted: the exit code says only whether the bench itself ran.
 //
 //   node bench/run.mjs              all sections
-//   node bench/run.mjs warm cold    only these sections (machine, warm, binary, cold, convert, int8, prepost, keras, stack)
+//   node bench/run.mjs warm cold    only these sections (machine, warm, binary, cold, convert, int8, prepost, keras, keras3, stack)
 //
 // The printed output is also written to .bench-out/last-run.md.
 import { spawn } from 'node:child_process';
@@ -16,7 +16,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, '.bench-out');
 
 /** Sections, in the order they run. */
-const SECTIONS = ['machine', 'warm', 'binary', 'cold', 'convert', 'int8', 'prepost', 'keras', 'stack'];
+const SECTIONS = ['machine', 'warm', 'binary', 'cold', 'convert', 'int8', 'prepost', 'keras', 'keras3', 'stack'];
 /** Entries spawned by the cold-start section, one fresh process each. */
 const CHILDREN = ['cold-app', 'cold-floor', 'cold-create'];
 

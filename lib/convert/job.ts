@@ -296,12 +296,16 @@ export async function runConversionJob(deps: ConvertDeps, upload: UploadRef): Pr
     if (imported && report.import) {
       // The export is checked against the original on the evaluation's own samples (images and
       // texts through their declarations, else the calibration files), before quantization can
-      // blur the two.
-      started = performance.now();
-      const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
-      report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
-      timingsMs.importFidelity = performance.now() - started;
-      checkImportFidelity(report.import.fidelity);
+      // blur the two; unless TF.js cannot run the original as it was defined (a Keras 3 layer it
+      // lacks): then the report says so and why.
+      if (imported.fidelityUnavailable) report.import.fidelityNotMeasured = imported.fidelityUnavailable;
+      else {
+        started = performance.now();
+        const fidelityOptions = { ...options.pipeline.evaluate, intraOpNumThreads: deps.intraOpNumThreads };
+        report.import.fidelity = await measureImportFidelity(imported.tfjs, source, fidelityOptions, options.importMinCosine);
+        timingsMs.importFidelity = performance.now() - started;
+        checkImportFidelity(report.import.fidelity);
+      }
       imported = undefined;
     }
     const masks = Object.entries(options.declarations?.postprocess ?? {}).flatMap(([name, d]) => (d.type === 'mask' ? [[name, { activation: d.activation, threshold: d.threshold ?? 0.5 }] as const] : []));

@@ -47,7 +47,7 @@ export interface JobReport {
   };
   gates?: PipelineResult['gates'];
   /** For an upload converted to ONNX first (a TF.js zip): what was read. */
-  import?: { format: string; onnxBytes: number; fidelity?: ImportFidelity };
+  import?: { format: string; onnxBytes: number; fidelity?: ImportFidelity; fidelityNotMeasured?: string };
   startedAt: string;
   finishedAt: string;
   timingsMs: Record<string, number>;
@@ -58,15 +58,15 @@ export interface UploadJob {
   model: string;
   /** The file name under `uploads/<model>/`, without its suffix. */
   file: string;
-  /** `onnx`, or a format converted to ONNX first (`zip`: a TF.js model folder; `h5`: Keras 2 HDF5). */
-  suffix: 'onnx' | 'zip' | 'h5';
+  /** `onnx`, or a format converted to ONNX first (`zip`: a TF.js model folder; `h5`: Keras 2 HDF5; `keras`: Keras 3). */
+  suffix: 'onnx' | 'zip' | 'h5' | 'keras';
   /** False when the model name is not one the registry accepts; its report goes to `_rejected`. */
   validModel: boolean;
   jobId: string;
   reportKey: string;
 }
 
-const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.(onnx|zip|h5)$/;
+const UPLOAD_KEY = /^uploads\/([^/]+)\/([^/]+)\.(onnx|zip|h5|keras)$/;
 /** Where reports of uploads whose model name is not valid go: never a model's own prefix. */
 const REJECTED = '_rejected';
 

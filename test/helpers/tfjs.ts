@@ -123,15 +123,15 @@ export function writeKerasH5(model: tfl.LayersModel): Uint8Array {
   return writeH5(spec);
 }
 
-/** What `write-h5.mjs` writes: root attributes, groups with attributes, float32 datasets. */
+/** What `write-h5.mjs` writes: root attributes, groups (parents first) with attributes, float32 datasets. */
 export interface H5Spec {
   attrs?: Record<string, unknown>;
   groups?: Record<string, { attrs?: Record<string, unknown> }>;
   /** `data`, or `zeros: true` for a dataset of zeros; `compression` (gzip level) stores it chunked. */
-  datasets?: { path: string; shape: number[]; data?: number[]; zeros?: boolean; compression?: number }[];
+  datasets: { path: string; shape: number[]; data?: number[]; zeros?: boolean; compression?: number; attrs?: Record<string, unknown> }[];
 }
 
-/** An HDF5 file written by h5wasm (the HDF5 C library as WASM) in a child process. */
+/** An HDF5 file written by h5wasm (the HDF5 C library as WASM) in a child process (h5wasm ships ES modules only). */
 export function writeH5(spec: H5Spec): Uint8Array {
   const dir = mkdtempSync(join(tmpdir(), 'keras-h5-'));
   try {

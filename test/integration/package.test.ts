@@ -147,6 +147,11 @@ describe('serverless package', () => {
         Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
         Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.h5' }] } },
       },
+      {
+        Event: 's3:ObjectCreated:*',
+        Function: { 'Fn::GetAtt': ['ConvertLambdaFunction', 'Arn'] },
+        Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'uploads/' }, { Name: 'suffix', Value: '.keras' }] } },
+      },
     ]);
     const [, invokeConfig] = resourcesOf('AWS::Lambda::EventInvokeConfig')[0]!;
     expect(invokeConfig.Properties).toMatchObject({
@@ -167,6 +172,7 @@ describe('serverless package', () => {
         { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.onnx' }] },
         { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.zip' }] },
         { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.h5' }] },
+        { Event: 's3:ObjectCreated:*', Rules: [{ Prefix: 'uploads/' }, { Suffix: '.keras' }] },
       ],
     });
   });

@@ -8,6 +8,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { importTfjsZip } from '../../lib/convert/import/import-upload';
 import { importKerasH5 } from '../../lib/convert/import/keras-h5';
+import { importKeras3 } from '../../lib/convert/import/keras3';
 import { writeZip } from '../../lib/convert/import/zip';
 import { parseUploadOptions } from '../../lib/convert/options';
 import { outlineModel } from '../../lib/onnx/inspect';
@@ -24,7 +25,7 @@ const USAGE = `usage: npm run model -- <command> [options]
 commands
   upload <file.onnx> --name <model> [--options <file.json>]   upload, follow the conversion, print its report
                      (a tokenizer.json the options declare is uploaded first, from beside the options file)
-                     (also a Keras 2 .h5, a zipped TF.js layers or graph model, or its model.json: the folder is zipped)
+                     (also a Keras 3 .keras, a Keras 2 .h5, a zipped TF.js layers or graph model, or its model.json: the folder is zipped)
   list                                                        models, versions and labels
   show <model>                                                versions with their figures, and labels
   infer <model> --input <request.json> [--version N | --label L] [--json]   (inputs of 1024+ elements go binary)
@@ -184,7 +185,7 @@ function zipTfjsFolder(modelJson: string): Buffer {
 }
 
 /** The bytes to upload and their suffix: an ONNX file, a zipped TF.js folder, or a model.json whose folder is zipped. */
-function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip' | 'h5'; base: string } {
+function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip' | 'h5' | 'keras'; base: string } {
   if (basename(file) === 'model.json') {
     const bytes = zipTfjsFolder(file);
     userCheck(() => importTfjsZip(bytes));
@@ -201,7 +202,10 @@ function readUpload(file: string): { bytes: Buffer; suffix: 'onnx' | 'zip' | 'h5
     userCheck(() => importKerasH5(bytes));
     return { bytes, suffix: 'h5', base: basename(file, extname(file)) };
   }
-  if (ext === '.keras') throw new UserError(`${file}: .keras (Keras 3) uploads are not supported yet; save as .h5 (Keras 2) or with TF.js (model.json + shards)`);
+  if (ext === '.keras') {
+    userCheck(() => importKeras3(bytes));
+    return { bytes, suffix: 'keras', base: basename(file, extname(file)) };
+  }
   userCheck(() => {
     try {
       outlineModel(bytes);

@@ -14,8 +14,8 @@ export interface UploadRequest {
   /** The file name under uploads/<model>/, without its suffix. */
   name: string;
   bytes: Uint8Array;
-  /** The upload's suffix: `onnx` (the default), `zip` (a TF.js model folder) or `h5` (Keras 2). */
-  suffix?: 'onnx' | 'zip' | 'h5';
+  /** The upload's suffix: `onnx` (the default), `zip` (a TF.js model folder), `h5` (Keras 2) or `keras` (Keras 3). */
+  suffix?: 'onnx' | 'zip' | 'h5' | 'keras';
   /** The sidecar's JSON object, uploaded first so the job finds it. */
   options?: unknown;
   /** Called as the model's bytes go out. */
@@ -104,6 +104,11 @@ export function summarizeReport(report: JobReport): string[] {
       lines.push(`  output ${name}: cosine ${o.cosine.toFixed(5)}, max abs error ${o.maxAbsError.toExponential(2)}${top1}`);
     }
   }
+  const imported = report.import;
+  if (imported?.fidelity) {
+    const worst = Object.entries(imported.fidelity.outputs).map(([name, o]) => `${name} cosine ${o.cosine.toFixed(6)}, max abs error ${o.maxAbsError.toExponential(2)}`);
+    lines.push(`  import      ${imported.format}, against TF.js: ${worst.join('; ')}`);
+  } else if (imported) lines.push(`  import      ${imported.format}, fidelity not measured: ${imported.fidelityNotMeasured ?? 'no figures'}`);
   if (report.gates) {
     lines.push(report.gates.passed ? '  gates       passed' : `  gates       FAILED: ${report.gates.failures.join('; ')}`);
   }

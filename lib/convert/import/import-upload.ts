@@ -2,12 +2,13 @@ import { posix } from 'node:path';
 import { encodeModel } from '../../onnx/writer';
 import { ConversionError } from '../errors';
 import { importKerasH5 } from './keras-h5';
+import { importKeras3 } from './keras3';
 import { readTfjsGraphModel } from './tfjs-graph-model';
 import { gunzipWithin, isGraphModel, parseModelJson, readTfjsLayersModel, type TfjsArtifacts } from './tfjs-layers-model';
 import { ZipArchive, type ZipLimits } from './zip';
 
 /** Upload suffixes converted to ONNX before the pipeline, besides `.onnx` itself. */
-export const IMPORT_SUFFIXES = ['zip', 'h5'] as const;
+export const IMPORT_SUFFIXES = ['zip', 'h5', 'keras'] as const;
 export type ImportSuffix = (typeof IMPORT_SUFFIXES)[number];
 
 export interface ImportResult {
@@ -16,6 +17,8 @@ export interface ImportResult {
   format: string;
   /** The original as TF.js loads it, to measure the conversion against. */
   tfjs: TfjsArtifacts;
+  /** Set when TF.js cannot run the original as it was defined: why export fidelity is not measured. */
+  fidelityUnavailable?: string;
 }
 
 /** The folder's model.json: at the archive's root, or the only one in it. */
@@ -54,6 +57,10 @@ export function importUpload(suffix: ImportSuffix, bytes: Uint8Array, limits?: Z
   if (suffix === 'h5') {
     const { def, artifacts } = importKerasH5(bytes);
     return { onnx: encodeModel(def), format: 'keras-h5', tfjs: artifacts };
+  }
+  if (suffix === 'keras') {
+    const { def, artifacts, fidelityUnavailable } = importKeras3(bytes, limits);
+    return { onnx: encodeModel(def), format: 'keras3', tfjs: artifacts, ...(fidelityUnavailable ? { fidelityUnavailable } : {}) };
   }
   throw new ConversionError(`.${String(suffix)} uploads are not supported`);
 }

@@ -5,7 +5,8 @@ import { convertKerasModel } from './keras-model';
 import type { TfjsArtifacts } from './tfjs-layers-model';
 import type { Weight } from './tfjs-weights';
 
-function text(v: unknown): string | undefined {
+/** An HDF5 attribute as text (jsfive gives strings, or bytes for fixed-length ones). */
+export function h5Text(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
   return undefined;
@@ -15,16 +16,69 @@ function text(v: unknown): string | undefined {
 function stringList(attrs: Record<string, unknown>, name: string): string[] {
   const whole = attrs[name];
   const parts = whole !== undefined ? [whole] : Object.keys(attrs).filter((k) => new RegExp(`^${name}\\d+$`).test(k)).sort((a, b) => Number(a.slice(name.length)) - Number(b.slice(name.length))).map((k) => attrs[k]);
-  return parts.flatMap((p): unknown[] => (Array.isArray(p) ? (p as unknown[]) : [p])).map((v) => text(v) ?? String(v));
+  return parts.flatMap((p): unknown[] => (Array.isArray(p) ? (p as unknown[]) : [p])).map((v) => h5Text(v) ?? String(v));
 }
 
-function open(bytes: Uint8Array): File {
+/** Opens HDF5 bytes with jsfive; `what` names them in the refusal ("the .h5 upload"). */
+export function openH5(bytes: Uint8Array, what: string): File {
   const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   try {
     return new File(buffer, 'model.h5');
   } catch (err) {
-    throw new ConversionError(`the .h5 upload is not an HDF5 file jsfive can read: ${err instanceof Error ? err.message : String(err)}`);
+    throw new ConversionError(`${what} is not an HDF5 file jsfive can read: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** The part of jsfive's DataObjects (behind a Dataset) a contiguous dataset's bytes are found through. */
+interface DataObjectsInternals {
+  fh?: ArrayBuffer;
+  dtype?: unknown;
+  find_msg_type?(type: number): { get(key: string): unknown }[];
+  _get_data_message_properties?(offset: number): [number, number, number, number];
+}
+
+const DATA_STORAGE_MESSAGE = 0x0008;
+const CONTIGUOUS_LAYOUT = 1;
+
+/**
+ * A contiguous little-endian float32 dataset (how Keras and h5py store weights) read straight from
+ * the file's bytes: jsfive's own `value` is a JS array of numbers, several times the data's size.
+ * Undefined when the dataset is stored any other way or jsfive's internals are not as expected.
+ */
+function contiguousFloat32(d: Dataset): Float32Array | undefined {
+  const o = (d as unknown as { _dataobjects?: DataObjectsInternals })._dataobjects;
+  if (!o?.fh || o.dtype !== '<f4' || typeof o.find_msg_type !== 'function' || typeof o._get_data_message_properties !== 'function') return undefined;
+  try {
+    const message = o.find_msg_type(DATA_STORAGE_MESSAGE)[0];
+    const messageOffset = message?.get('offset_to_message');
+    if (typeof messageOffset !== 'number') return undefined;
+    const [, , layout, at] = o._get_data_message_properties(messageOffset);
+    if (layout !== CONTIGUOUS_LAYOUT) return undefined;
+    const offset = Number(new DataView(o.fh).getBigUint64(at, true));
+    const count = d.shape.reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(offset) || offset + 4 * count > o.fh.byteLength) return undefined;
+    // openH5 gave jsfive a buffer of its own, so an aligned dataset is used in place.
+    return offset % 4 === 0 ? new Float32Array(o.fh, offset, count) : new Float32Array(o.fh.slice(offset, offset + 4 * count));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A dataset's values as float32 (Keras stores float32 weights; other numeric types are widened or narrowed). */
+export function h5Floats(d: Dataset): Float32Array {
+  return contiguousFloat32(d) ?? Float32Array.from(d.value, Number);
+}
+
+/** Weights as TF.js loads them: one spec per weight, and their float32 bytes back to back in the same order. */
+export function packWeights(weights: Weight[]): Pick<TfjsArtifacts, 'weightSpecs' | 'weightData'> {
+  const total = weights.reduce((a, w) => a + w.data.byteLength, 0);
+  const weightData = new Uint8Array(total);
+  let at = 0;
+  for (const w of weights) {
+    weightData.set(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength), at);
+    at += w.data.byteLength;
+  }
+  return { weightSpecs: weights.map((w) => ({ name: w.name, shape: w.shape, dtype: 'float32' })), weightData: weightData.buffer };
 }
 
 /**
@@ -32,8 +86,8 @@ function open(bytes: Uint8Array): File {
  * ONNX, and returns the artifacts TF.js loads the same model from.
  */
 export function importKerasH5(bytes: Uint8Array): { def: ModelDef; artifacts: TfjsArtifacts } {
-  const file = open(bytes);
-  const configText = text(file.attrs.model_config);
+  const file = openH5(bytes, 'the .h5 upload');
+  const configText = h5Text(file.attrs.model_config);
   if (!configText) throw new ConversionError('the .h5 file has no model_config attribute (saved with weights only? save the whole model)');
   let config: unknown;
   try {
@@ -41,7 +95,7 @@ export function importKerasH5(bytes: Uint8Array): { def: ModelDef; artifacts: Tf
   } catch (err) {
     throw new ConversionError(`the .h5 model_config is not JSON: ${(err as Error).message}`);
   }
-  const kerasVersion = text(file.attrs.keras_version) ?? '2';
+  const kerasVersion = h5Text(file.attrs.keras_version) ?? '2';
   let root: Group;
   try {
     const g = file.keys.includes('model_weights') ? file.get('model_weights') : file;
@@ -51,28 +105,16 @@ export function importKerasH5(bytes: Uint8Array): { def: ModelDef; artifacts: Tf
     throw new ConversionError(`the .h5 weights cannot be read: ${(err as Error).message}`);
   }
   const weights = new Map<string, Weight>();
-  const specs: { name: string; shape: number[]; dtype: string }[] = [];
-  const chunks: Float32Array[] = [];
   for (const layer of stringList(root.attrs, 'layer_names')) {
     const group = root.get(layer);
     if (!(group instanceof Group)) throw new ConversionError(`the .h5 weights of layer "${layer}" are not a group`);
     for (const weightName of stringList(group.attrs, 'weight_names')) {
       const d = group.get(weightName);
       if (!(d instanceof Dataset)) throw new ConversionError(`the .h5 weight "${layer}/${weightName}" is not a dataset`);
-      const data = Float32Array.from(d.value, Number);
       const name = weightName.replace(/:\d+$/, '');
-      weights.set(name, { name, shape: d.shape, data });
-      specs.push({ name, shape: d.shape, dtype: 'float32' });
-      chunks.push(data);
+      weights.set(name, { name, shape: d.shape, data: h5Floats(d) });
     }
   }
   const def = convertKerasModel((config as { config?: unknown; class_name?: string }).class_name ? config : undefined, weights, { kerasVersion });
-  const total = chunks.reduce((a, c) => a + c.byteLength, 0);
-  const weightData = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    weightData.set(new Uint8Array(c.buffer, c.byteOffset, c.byteLength), at);
-    at += c.byteLength;
-  }
-  return { def, artifacts: { modelTopology: { keras_version: kerasVersion, backend: 'tensorflow', model_config: config as object }, weightSpecs: specs, weightData: weightData.buffer } };
+  return { def, artifacts: { modelTopology: { keras_version: kerasVersion, backend: 'tensorflow', model_config: config as object }, ...packWeights([...weights.values()]) } };
 }

@@ -17,7 +17,8 @@ export interface KerasSource {
   kerasVersion: string;
 }
 
-const MODEL_CLASSES = new Set(['Sequential', 'Functional', 'Model']);
+/** Class names of Keras models (a model can be a layer of another). */
+export const MODEL_CLASSES = new Set(['Sequential', 'Functional', 'Model']);
 
 /** Every layer class the importer converts. */
 export const SUPPORTED_LAYERS = ['InputLayer', ...Object.keys(LAYER_CONVERTERS), ...MODEL_CLASSES].sort();
