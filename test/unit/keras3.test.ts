@@ -1,7 +1,7 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { measureImportFidelity } from '../../lib/convert/import/fidelity';
 import { Dataset } from 'jsfive';
-import { h5Floats, openH5 } from '../../lib/convert/import/keras-h5';
+import { H5Budget, h5Floats, openH5 } from '../../lib/convert/import/keras-h5';
 import { importKeras3 } from '../../lib/convert/import/keras3';
 import { kerasSnakeCase } from '../../lib/convert/import/keras3-weights';
 import { encodeModel } from '../../lib/onnx/writer';
@@ -49,9 +49,13 @@ describe('Keras 3 .keras files (config.json + model.weights.h5), converted and c
     for (const path of ['a', 'g/vars/0']) {
       const d = file.get(path);
       expect(d).toBeInstanceOf(Dataset);
-      expect(Array.from(h5Floats(d as Dataset))).toEqual(Array.from(Float32Array.from((d as Dataset).value, Number)));
+      expect(Array.from(h5Floats(d as Dataset, new H5Budget(1024, 'test file'), path))).toEqual(Array.from(Float32Array.from((d as Dataset).value, Number)));
     }
-    expect(Array.from(h5Floats(file.get('g/vars/0') as Dataset))).toEqual(Array.from(values));
+    expect(Array.from(h5Floats(file.get('g/vars/0') as Dataset, new H5Budget(1024, 'test file'), 'g/vars/0'))).toEqual(Array.from(values));
+    // A dataset declaring more than the budget left is refused before it is read.
+    const budget = new H5Budget(7 * 5 * 4 + 8, 'test file');
+    h5Floats(file.get('g/vars/0') as Dataset, budget, 'g/vars/0');
+    expect(() => h5Floats(file.get('a') as Dataset, budget, 'a')).toThrow('test file: a declares 12 bytes of weights, past the 8 bytes left of the upload\'s limit (an HDF5 bomb?)');
   });
 
   test('a Sequential CNN: Conv2D, BatchNormalization, DepthwiseConv2D, pooling, Flatten, two Dense', async () => {

@@ -55,7 +55,7 @@ export function importTfjsZip(bytes: Uint8Array, limits?: ZipLimits): ImportResu
 export function importUpload(suffix: ImportSuffix, bytes: Uint8Array, limits?: ZipLimits): ImportResult {
   if (suffix === 'zip') return importTfjsZip(bytes, limits);
   if (suffix === 'h5') {
-    const { def, artifacts } = importKerasH5(bytes);
+    const { def, artifacts } = importKerasH5(bytes, limits?.maxTotalBytes);
     return { onnx: encodeModel(def), format: 'keras-h5', tfjs: artifacts };
   }
   if (suffix === 'keras') {

@@ -64,9 +64,43 @@ function contiguousFloat32(d: Dataset): Float32Array | undefined {
   }
 }
 
-/** A dataset's values as float32 (Keras stores float32 weights; other numeric types are widened or narrowed). */
-export function h5Floats(d: Dataset): Float32Array {
+/**
+ * What one upload's datasets may expand to, in float32 bytes, all together. A dataset's declared
+ * shape is checked against what is left before any of it is read: a chunked, gzipped dataset of
+ * zeros can declare gigabytes in a few kilobytes (an HDF5 bomb).
+ */
+export class H5Budget {
+  constructor(
+    private left: number,
+    private readonly what: string,
+  ) {}
+
+  take(d: Dataset, where: string): void {
+    const shape = d.shape as unknown;
+    if (!Array.isArray(shape) || !shape.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) throw new ConversionError(`${this.what}: ${where} has no readable shape`);
+    const bytes = 4 * (shape as number[]).reduce((a, b) => a * b, 1);
+    if (bytes > this.left) throw new ConversionError(`${this.what}: ${where} declares ${bytes} bytes of weights, past the ${this.left} bytes left of the upload's limit (an HDF5 bomb?)`);
+    this.left -= bytes;
+  }
+}
+
+/** A dataset's values as float32 (Keras stores float32 weights; other numeric types are widened or narrowed), within `budget`. */
+export function h5Floats(d: Dataset, budget: H5Budget, where: string): Float32Array {
+  budget.take(d, where);
   return contiguousFloat32(d) ?? Float32Array.from(d.value, Number);
+}
+
+/**
+ * Runs `read` over a jsfive file: what jsfive throws on a damaged file (offsets past its end,
+ * unknown messages) becomes a refusal naming the file, not an internal error.
+ */
+export function readingH5<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof ConversionError) throw err;
+    throw new ConversionError(`${what} cannot be read (damaged or not as Keras writes it): ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
 }
 
 /** Weights as TF.js loads them: one spec per weight, and their float32 bytes back to back in the same order. */
@@ -85,36 +119,35 @@ export function packWeights(weights: Weight[]): Pick<TfjsArtifacts, 'weightSpecs
  * Converts a Keras 2 HDF5 model (`model_config` attribute, weights under `model_weights`) to
  * ONNX, and returns the artifacts TF.js loads the same model from.
  */
-export function importKerasH5(bytes: Uint8Array): { def: ModelDef; artifacts: TfjsArtifacts } {
-  const file = openH5(bytes, 'the .h5 upload');
-  const configText = h5Text(file.attrs.model_config);
-  if (!configText) throw new ConversionError('the .h5 file has no model_config attribute (saved with weights only? save the whole model)');
-  let config: unknown;
-  try {
-    config = JSON.parse(configText);
-  } catch (err) {
-    throw new ConversionError(`the .h5 model_config is not JSON: ${(err as Error).message}`);
-  }
-  const kerasVersion = h5Text(file.attrs.keras_version) ?? '2';
-  let root: Group;
-  try {
-    const g = file.keys.includes('model_weights') ? file.get('model_weights') : file;
-    if (!(g instanceof Group)) throw new Error('model_weights is not a group');
-    root = g;
-  } catch (err) {
-    throw new ConversionError(`the .h5 weights cannot be read: ${(err as Error).message}`);
-  }
-  const weights = new Map<string, Weight>();
-  for (const layer of stringList(root.attrs, 'layer_names')) {
-    const group = root.get(layer);
-    if (!(group instanceof Group)) throw new ConversionError(`the .h5 weights of layer "${layer}" are not a group`);
-    for (const weightName of stringList(group.attrs, 'weight_names')) {
-      const d = group.get(weightName);
-      if (!(d instanceof Dataset)) throw new ConversionError(`the .h5 weight "${layer}/${weightName}" is not a dataset`);
-      const name = weightName.replace(/:\d+$/, '');
-      weights.set(name, { name, shape: d.shape, data: h5Floats(d) });
+export function importKerasH5(bytes: Uint8Array, maxWeightBytes = 1024 * 1024 * 1024): { def: ModelDef; artifacts: TfjsArtifacts } {
+  const what = 'the .h5 upload';
+  const file = openH5(bytes, what);
+  const { config, kerasVersion, weights } = readingH5(what, () => {
+    const configText = h5Text(file.attrs.model_config);
+    if (!configText) throw new ConversionError('the .h5 file has no model_config attribute (saved with weights only? save the whole model)');
+    let config: unknown;
+    try {
+      config = JSON.parse(configText);
+    } catch (err) {
+      throw new ConversionError(`the .h5 model_config is not JSON: ${(err as Error).message}`);
     }
-  }
-  const def = convertKerasModel((config as { config?: unknown; class_name?: string }).class_name ? config : undefined, weights, { kerasVersion });
+    const kerasVersion = h5Text(file.attrs.keras_version) ?? '2';
+    const g = file.keys.includes('model_weights') ? file.get('model_weights') : file;
+    if (!(g instanceof Group)) throw new ConversionError('the .h5 weights cannot be read: model_weights is not a group');
+    const budget = new H5Budget(maxWeightBytes, what);
+    const weights = new Map<string, Weight>();
+    for (const layer of stringList(g.attrs, 'layer_names')) {
+      const group = g.get(layer);
+      if (!(group instanceof Group)) throw new ConversionError(`the .h5 weights of layer "${layer}" are not a group`);
+      for (const weightName of stringList(group.attrs, 'weight_names')) {
+        const d = group.get(weightName);
+        if (!(d instanceof Dataset)) throw new ConversionError(`the .h5 weight "${layer}/${weightName}" is not a dataset`);
+        const name = weightName.replace(/:\d+$/, '');
+        weights.set(name, { name, shape: d.shape, data: h5Floats(d, budget, `weight "${layer}/${weightName}"`) });
+      }
+    }
+    return { config, kerasVersion, weights };
+  });
+  const def = convertKerasModel((config as { config?: unknown; class_name?: string } | null)?.class_name ? config : undefined, weights, { kerasVersion });
   return { def, artifacts: { modelTopology: { keras_version: kerasVersion, backend: 'tensorflow', model_config: config as object }, ...packWeights([...weights.values()]) } };
 }

@@ -1,6 +1,6 @@
 import { Dataset, Group, type File } from 'jsfive';
 import { ConversionError } from '../errors';
-import { h5Floats, h5Text } from './keras-h5';
+import { h5Floats, h5Text, type H5Budget } from './keras-h5';
 import { MODEL_CLASSES } from './keras-model';
 import type { Json } from './keras3-config';
 import type { Weight } from './tfjs-weights';
@@ -141,7 +141,10 @@ export class WeightReader {
   /** Keras 2.13-2.15 wrote `.keras` files with `_layer_checkpoint_dependencies` where Keras 3 writes `layers`. */
   private readonly layersKey: string;
 
-  constructor(private readonly file: File) {
+  constructor(
+    private readonly file: File,
+    private readonly budget: H5Budget,
+  ) {
     this.layersKey = file.keys.includes('layers') || !file.keys.includes('_layer_checkpoint_dependencies') ? 'layers' : '_layer_checkpoint_dependencies';
   }
 
@@ -206,7 +209,7 @@ export class WeightReader {
         if (h5Text(d.attrs.dtype) === 'bfloat16') {
           throw new ConversionError(`model.weights.h5: ${path}/${index} (${where}, ${key}) holds bfloat16 values, which the importer does not read; save the model with float32 weights`);
         }
-        this.add({ name: `${g.prefix}/${key}`, shape, data: h5Floats(d) }, where);
+        this.add({ name: `${g.prefix}/${key}`, shape, data: h5Floats(d, this.budget, `${path}/${index}`) }, where);
       });
     }
   }

@@ -1,12 +1,12 @@
 import type { ModelDef } from '../../onnx/writer';
 import { ConversionError } from '../errors';
-import { openH5, packWeights } from './keras-h5';
+import { H5Budget, openH5, packWeights, readingH5 } from './keras-h5';
 import { convertKerasModel } from './keras-model';
 import { isObject, normalizeKeras3Config } from './keras3-config';
 import { tfjsConfig, tfjsGap } from './keras3-tfjs';
 import { WeightReader } from './keras3-weights';
 import type { TfjsArtifacts } from './tfjs-layers-model';
-import { ZipArchive, type ZipLimits } from './zip';
+import { DEFAULT_ZIP_LIMITS, ZipArchive, type ZipLimits } from './zip';
 
 /** A Keras 3 `.keras` upload converted: the ONNX model, and the original as TF.js loads it. */
 export interface Keras3Import {
@@ -42,9 +42,10 @@ export function importKeras3(bytes: Uint8Array, limits?: ZipLimits): Keras3Impor
   const kerasVersion = isObject(metadata) && typeof metadata.keras_version === 'string' ? metadata.keras_version : '3';
   const kerasMajor = Number(/^(\d+)/.exec(kerasVersion)?.[1] ?? 3);
   const modelConfig = normalizeKeras3Config(readJson(zip, 'config.json'), kerasMajor);
-  const file = openH5(zip.read('model.weights.h5'), 'the .keras model.weights.h5');
-  const reader = new WeightReader(file);
-  reader.readModel(modelConfig, '');
+  const what = 'the .keras model.weights.h5';
+  const file = openH5(zip.read('model.weights.h5'), what);
+  const reader = new WeightReader(file, new H5Budget(limits?.maxTotalBytes ?? DEFAULT_ZIP_LIMITS.maxTotalBytes, what));
+  readingH5(what, () => reader.readModel(modelConfig, ''));
   const def = convertKerasModel(modelConfig, new Map(reader.weights.map((w) => [w.name, w])), { kerasVersion });
   const artifacts: TfjsArtifacts = {
     modelTopology: { keras_version: kerasVersion, backend: 'tensorflow', model_config: tfjsConfig(modelConfig, kerasMajor) as object },
