@@ -116,7 +116,12 @@ function succeeded(report: JobReport, published: ConversionRecord, label: string
 }
 
 async function specsOf(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
-  const session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
+  let session: InferenceSession;
+  try {
+    session = await InferenceSession.create(bytes, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
+  } catch (err) {
+    throw new ConversionError(`onnxruntime cannot load the model: ${((err as Error)?.message ?? String(err)).slice(0, 400)}`, { cause: err });
+  }
   try {
     return { inputs: toSpecs(session.inputMetadata), outputs: toSpecs(session.outputMetadata) };
   } finally {

@@ -139,8 +139,10 @@ const KINDS: { kind: string; forms: Base['form'][]; make: (base: Base, rand: () 
     make: (base, rand) => {
       const whole = base.form === 'h5' ? base.bytes : zipOf(base);
       const cut = Math.floor(rand() * (whole.length - 1));
-      // A zip cut anywhere loses its central directory's end record.
-      return { kind: 'truncate', bytes: whole.slice(0, cut), expect: 'fail', reason: base.form === 'h5' ? undefined : /^zip: no end-of-central-directory record/, detail: `at ${cut} of ${whole.length}` };
+      // A zip cut anywhere loses its central directory's end record. An HDF5 file may end in
+      // space nothing points into, so a cut there can leave a whole model.
+      if (base.form === 'h5') return { kind: 'truncate', bytes: whole.slice(0, cut), expect: 'either', detail: `at ${cut} of ${whole.length}` };
+      return { kind: 'truncate', bytes: whole.slice(0, cut), expect: 'fail', reason: /^zip: no end-of-central-directory record/, detail: `at ${cut} of ${whole.length}` };
     },
   },
   {
@@ -248,7 +250,7 @@ const KINDS: { kind: string; forms: Base['form'][]; make: (base: Base, rand: () 
 ];
 
 const CYCLE = KINDS.reduce((n, k) => n + k.forms.length, 0);
-const CASES = (FULL_RUN ? 6 : 1) * CYCLE;
+const CASES = (FULL_RUN ? 20 : 2) * CYCLE;
 
 interface Case {
   index: number;

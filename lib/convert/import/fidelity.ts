@@ -89,7 +89,13 @@ export async function measureImportFidelity(
   minCosine: number,
 ): Promise<ImportFidelity> {
   await cpuBackend();
-  const session = await InferenceSession.create(onnx, { logSeverityLevel: 3, intraOpNumThreads: options.intraOpNumThreads ?? 1 });
+  let session: InferenceSession;
+  try {
+    session = await InferenceSession.create(onnx, { logSeverityLevel: 3, intraOpNumThreads: options.intraOpNumThreads ?? 1 });
+  } catch (err) {
+    // An export onnxruntime refuses comes from a topology whose shapes do not fit together.
+    throw new ConversionError(`onnxruntime cannot load the model: the ONNX export of the upload is refused: ${((err as Error)?.message ?? String(err)).slice(0, 400)}`, { cause: err });
+  }
   let model: TfjsRunner | undefined;
   try {
     try {

@@ -1,3 +1,4 @@
+import { ConversionError } from '../errors';
 import { floatTensor, int64Tensor, type AttributeDef, type NodeDef, type TensorDef } from '../../onnx/writer';
 
 /** Keras shape of a tensor: batch first, `null` for an unknown dimension. */
@@ -40,6 +41,11 @@ export class GraphBuilder {
 
   floats(base: string, dims: number[], values: ArrayLike<number>): string {
     const name = this.unique(base);
+    // A weight whose stored shape does not fit its layer shows here as dims that are not whole or
+    // do not hold its values: refused, naming the tensor, before it can make a broken model.
+    if (!dims.every((d) => Number.isSafeInteger(d) && d >= 0) || dims.reduce((a, b) => a * b, 1) !== values.length) {
+      throw new ConversionError(`weight tensor "${base}": its shape does not fit the layer (dims ${JSON.stringify(dims)} for ${values.length} values)`);
+    }
     // A Float32Array (a weight) is stored as it is: a copy would add a model-sized buffer to the peak.
     if (values instanceof Float32Array) {
       this.initializers.push({ name, dataType: 1, dims, raw: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) });
