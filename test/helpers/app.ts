@@ -105,3 +105,16 @@ export async function convertUpload(
   if (!report) throw new Error(`no report for ${key}`);
   return report;
 }
+
+/**
+ * Puts `body` at `key` in the local S3 and runs the real convert handler on its S3 event, with the
+ * convert function's timeout (900 s in serverless.yml) as the time left. Answers the job report.
+ */
+export async function convertAt(s3: LocalS3, key: string, body: Uint8Array): Promise<JobReport> {
+  const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
+  const convert = buildConvertHandler({ store: new ObjectStore(s3.client(), s3.bucket), maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
+  const context = { ...lambdaContext('convert'), getRemainingTimeInMillis: () => 900_000 };
+  const { reports } = await convert(s3PutEvent(s3.bucket, key, (out.ETag ?? '').replace(/"/g, '')), context);
+  if (reports.length !== 1) throw new Error(`${reports.length} reports for ${key}`);
+  return reports[0]!;
+}

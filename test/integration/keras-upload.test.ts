@@ -1,26 +1,22 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
-import { Logger } from '@aws-lambda-powertools/logger';
-import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { JobReport } from '../../lib/convert/job';
 import { writeZip } from '../../lib/convert/import/zip';
 import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
+import { convertAt, createTestApp, type TestApp } from '../helpers/app';
+import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { nsfwMobileNetV2, saveTfjs, seedWeights, seededInputs, tf, tfl, useCpuBackend, writeKerasH5 } from '../helpers/tfjs';
 
 let s3: LocalS3;
 let store: ObjectStore;
 let serving: TestApp;
-let convert: ReturnType<typeof buildConvertHandler>;
 
 beforeAll(async () => {
   await useCpuBackend();
   s3 = await startLocalS3();
   store = new ObjectStore(s3.client(), s3.bucket);
-  convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
 });
 
@@ -29,14 +25,7 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-async function runConvert(key: string, body: Uint8Array): Promise<JobReport> {
-  const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
-  // The convert function's timeout (900 s in serverless.yml), not the 30 s the HTTP fixtures use.
-  const context = { ...lambdaContext('convert'), getRemainingTimeInMillis: () => 900_000 };
-  const result = await convert(s3PutEvent(s3.bucket, key, (out.ETag ?? '').replace(/"/g, '')), context);
-  expect(result.reports).toHaveLength(1);
-  return result.reports[0]!;
-}
+const runConvert = (key: string, body: Uint8Array): Promise<JobReport> => convertAt(s3, key, body);
 
 /** A small CNN classifier as TF.js builds and saves it, zipped in a folder the way a user would. */
 async function zippedClassifier(): Promise<{ model: tfl.LayersModel; zip: Uint8Array }> {

@@ -9,7 +9,7 @@ import type { JobReport } from '../../lib/convert/job';
 import { writeZip } from '../../lib/convert/import/zip';
 import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
+import { convertAt, createTestApp, type TestApp } from '../helpers/app';
 import { httpEvent, lambdaContext, s3PutEvent, TEST_API_KEY } from '../helpers/events';
 import { DTYPE_POLICY, keras3FromTfjs, keras3Layer, writeKeras3 } from '../helpers/keras3';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
@@ -18,13 +18,11 @@ import { seedWeights, seededInputs, tf, tfl, useCpuBackend } from '../helpers/tf
 let s3: LocalS3;
 let store: ObjectStore;
 let serving: TestApp;
-let convert: ReturnType<typeof buildConvertHandler>;
 
 beforeAll(async () => {
   await useCpuBackend();
   s3 = await startLocalS3();
   store = new ObjectStore(s3.client(), s3.bucket);
-  convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
 });
 
@@ -33,13 +31,7 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-async function runConvert(key: string, body: Uint8Array): Promise<JobReport> {
-  const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
-  const context = { ...lambdaContext('convert'), getRemainingTimeInMillis: () => 900_000 };
-  const result = await convert(s3PutEvent(s3.bucket, key, (out.ETag ?? '').replace(/"/g, '')), context);
-  expect(result.reports).toHaveLength(1);
-  return result.reports[0]!;
-}
+const runConvert = (key: string, body: Uint8Array): Promise<JobReport> => convertAt(s3, key, body);
 
 /** A Sequential of one Dense layer, hand-written in Keras 3 form, with `vars` as its weights. */
 function denseConfig(extra: object[] = []): Record<string, unknown> {
@@ -220,13 +212,14 @@ describe('npm run model -- upload x.keras', () => {
       }
       expect(head).toBeDefined();
       const context = { ...lambdaContext('convert'), getRemainingTimeInMillis: () => 900_000 };
+      const convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
       const result = await convert(s3PutEvent(s3.bucket, key, head!.etag.replace(/"/g, '')), context);
       expect(result.reports[0]).toMatchObject({ status: 'succeeded', import: { format: 'keras3' } });
       const { code, stdout } = await cli;
       expect(code).toBe(0);
       expect(stdout).toContain(`uploaded s3://${s3.bucket}/${key}`);
       expect(stdout).toContain('published scorer version 1');
-      expect(stdout).toMatch(/ {2}import {6}keras3, against TF\.js: scores cosine 1\.000000, max abs error \d\.\d\de-\d+\n/);
+      expect(stdout).toMatch(/ {2}import {6}keras3 -> ONNX \d+\.\d\d MB, against TF\.js: scores cosine 1\.000000, max abs error \d\.\d\de-\d+\n/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -130,7 +130,7 @@ async function stackLifecycle(): Promise<void> {
     for (const [name, bytes] of nsfw.shards) writeFileSync(join(folder, name), bytes);
     const imported = await runToEnd(`npm run -s model -- upload ${join(folder, 'model.json')} --name nsfw`, env);
     expect(imported.output).toContain('published nsfw version 1');
-    expect(imported.output).toMatch(/import {6}tfjs-layers -> ONNX [\d.]+ MB\n {2}output \S+ vs TF\.js: cosine (1\.000000|0\.99999\d)/);
+    expect(imported.output).toMatch(/import {6}tfjs-layers -> ONNX [\d.]+ MB, against TF\.js: \S+ cosine (1\.000000|0\.99999\d)/);
     expect(imported.code).toBe(0);
     await useCpuBackend();
     const json = JSON.parse(Buffer.from(nsfw.modelJson).toString()) as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };

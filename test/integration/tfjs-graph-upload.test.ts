@@ -1,13 +1,10 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Logger } from '@aws-lambda-powertools/logger';
 import sharp from 'sharp';
-import { buildConvertHandler } from '../../handlers/s3/convert-handler';
 import type { JobReport } from '../../lib/convert/job';
 import { writeZip } from '../../lib/convert/import/zip';
 import { keys } from '../../lib/registry/keys';
 import { ObjectStore } from '../../lib/storage/object-store';
-import { createTestApp, type TestApp } from '../helpers/app';
-import { httpEvent, lambdaContext, s3PutEvent } from '../helpers/events';
+import { convertAt, createTestApp, type TestApp } from '../helpers/app';
+import { httpEvent, lambdaContext } from '../helpers/events';
 import { startLocalS3, type LocalS3 } from '../helpers/local-s3';
 import { tf, useCpuBackend, type SavedTfjs } from '../helpers/tfjs';
 import { attr, GraphModelBuilder, loadTfjsGraph, nsfwMobileNetV2Graph } from '../helpers/tfjs-graph';
@@ -15,14 +12,12 @@ import { attr, GraphModelBuilder, loadTfjsGraph, nsfwMobileNetV2Graph } from '..
 let s3: LocalS3;
 let store: ObjectStore;
 let serving: TestApp;
-let convert: ReturnType<typeof buildConvertHandler>;
 
 beforeAll(async () => {
   tf.enableProdMode();
   await useCpuBackend();
   s3 = await startLocalS3();
   store = new ObjectStore(s3.client(), s3.bucket);
-  convert = buildConvertHandler({ store, maxModelBytes: 50 * 1024 * 1024, intraOpNumThreads: 1 }, new Logger({ logLevel: 'SILENT' }));
   serving = createTestApp(s3, { MANIFEST_TTL_MS: '0' });
 });
 
@@ -31,13 +26,7 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-async function runConvert(key: string, body: Uint8Array): Promise<JobReport> {
-  const out = await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
-  const context = { ...lambdaContext('convert'), getRemainingTimeInMillis: () => 900_000 };
-  const result = await convert(s3PutEvent(s3.bucket, key, (out.ETag ?? '').replace(/"/g, '')), context);
-  expect(result.reports).toHaveLength(1);
-  return result.reports[0]!;
-}
+const runConvert = (key: string, body: Uint8Array): Promise<JobReport> => convertAt(s3, key, body);
 
 function zipped(saved: SavedTfjs, folder = ''): Uint8Array {
   return writeZip([{ name: `${folder}model.json`, data: saved.modelJson }, ...[...saved.shards].map(([name, data]) => ({ name: `${folder}${name}`, data }))]);

@@ -89,12 +89,6 @@ export function summarizeReport(report: JobReport): string[] {
   }
   const f = report.figures;
   lines.push(`published ${report.model} version ${report.version ?? '?'} (${report.outcome ?? 'converted'})`);
-  if (report.import) {
-    lines.push(`  import      ${report.import.format} -> ONNX ${(report.import.onnxBytes / 1e6).toFixed(2)} MB`);
-    for (const [name, o] of Object.entries(report.import.fidelity?.outputs ?? {})) {
-      lines.push(`  output ${name} vs TF.js: cosine ${o.cosine.toFixed(6)}, max abs error ${o.maxAbsError.toExponential(2)}`);
-    }
-  }
   if (f) {
     const mb = (n: number): string => `${(n / 1e6).toFixed(2)} MB`;
     lines.push(`  size        ${mb(f.bytes.original)} -> ${mb(f.bytes.converted)} (${f.compressionPercent.toFixed(1)}% smaller)`);
@@ -105,10 +99,11 @@ export function summarizeReport(report: JobReport): string[] {
     }
   }
   const imported = report.import;
-  if (imported?.fidelity) {
-    const worst = Object.entries(imported.fidelity.outputs).map(([name, o]) => `${name} cosine ${o.cosine.toFixed(6)}, max abs error ${o.maxAbsError.toExponential(2)}`);
-    lines.push(`  import      ${imported.format}, against TF.js: ${worst.join('; ')}`);
-  } else if (imported) lines.push(`  import      ${imported.format}, fidelity not measured: ${imported.fidelityNotMeasured ?? 'no figures'}`);
+  if (imported) {
+    const head = `  import      ${imported.format} -> ONNX ${(imported.onnxBytes / 1e6).toFixed(2)} MB`;
+    const outputs = Object.entries(imported.fidelity?.outputs ?? {}).map(([name, o]) => `${name} cosine ${o.cosine.toFixed(6)}, max abs error ${o.maxAbsError.toExponential(2)}`);
+    lines.push(imported.fidelity ? `${head}, against TF.js: ${outputs.join('; ')}` : `${head}, fidelity not measured: ${imported.fidelityNotMeasured ?? 'no figures'}`);
+  }
   if (report.gates) {
     lines.push(report.gates.passed ? '  gates       passed' : `  gates       FAILED: ${report.gates.failures.join('; ')}`);
   }
