@@ -129,14 +129,17 @@ test('while a large model converts, another model and the local S3 answer every 
     const first = denseStackModel(1024, 12);
     const second = denseStackModel(1024, 12, 2);
     const third = denseStackModel(1024, 12, 3);
+    const more = [denseStackModel(1024, 12, 4), denseStackModel(1024, 12, 6)];
     const cliFile = join(dataDir, 'queued-dense.onnx');
     writeFileSync(cliFile, denseStackModel(1024, 12, 7));
 
     const large = await upload('large-dense', first);
     const behind = await upload('large-dense-2', second);
     const last = await upload('large-dense-3', third);
-    // One more meanwhile, through the CLI: with several seconds of conversions ahead of it
-    // (more than the CLI takes to start and upload), it waits in the queue, then converts.
+    // Two more behind them, so the CLI's upload has five conversions ahead of it: many seconds
+    // more than the CLI takes to start and upload, on a loaded machine too.
+    const tail = [await upload('large-dense-4', more[0]!), await upload('large-dense-5', more[1]!)];
+    // One more meanwhile, through the CLI: it waits in the queue, then converts.
     const cli = runToEnd(`npm run -s model -- upload ${cliFile} --name queued-dense`, env);
 
     // Rounds of client calls until the second upload is published; those sent while the queue
@@ -153,6 +156,7 @@ test('while a large model converts, another model and the local S3 answer every 
     expect(await waitReport(large.reportKey)).toMatchObject({ status: 'succeeded', version: 1 });
     expect(await waitReport(behind.reportKey)).toMatchObject({ status: 'succeeded', version: 1 });
     expect(await waitReport(last.reportKey)).toMatchObject({ status: 'succeeded', version: 1 });
+    for (const t of tail) expect(await waitReport(t.reportKey)).toMatchObject({ status: 'succeeded', version: 1 });
     const queued = await cli;
     expect(queued.code).toBe(0);
     expect(queued.output).toMatch(/queued \(\d+ ahead\)/);
