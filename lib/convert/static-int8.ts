@@ -102,6 +102,16 @@ function namesRead(graph: GraphView, into = new Set<string>()): Set<string> {
   return into;
 }
 
+/** One value per channel of a rank-`rank` tensor laid out NCHW-like (a scalar, or [C] at axis 1 with 1s elsewhere); undefined otherwise. */
+function channelValues(t: TensorView | undefined, channels: number, rank: number): Float32Array | undefined {
+  if (!t) return undefined;
+  const values = t.floats();
+  if (values.length === 1) return new Float32Array(channels).fill(values[0] as number);
+  const dims = [...new Array<number>(Math.max(0, rank - t.dims.length)).fill(1), ...t.dims];
+  if (dims.length !== rank || values.length !== channels || dims.some((d, i) => (i === 1 ? d !== channels : d !== 1))) return undefined;
+  return Float32Array.from(values);
+}
+
 /**
  * Folds into each Conv the per-channel affine steps that alone read its output, in a chain:
  * BatchNormalization (inference form: `w' = w x s`, `b' = (b - mean) x s + beta` with
@@ -126,15 +136,6 @@ export function foldIntoConvs(graph: GraphView): { batchNorms: number; affine: n
   const floatConst = (name: string | undefined) => {
     const t = name ? constants.get(name) : undefined;
     return t && t.dataType === DATA_TYPE.FLOAT && !t.isExternal ? t : undefined;
-  };
-  /** One value per output channel of a rank-`rank` Conv output (scalar, or [C] at axis 1 with 1s elsewhere). */
-  const perChannel = (t: TensorView | undefined, channels: number, rank: number): Float32Array | undefined => {
-    if (!t) return undefined;
-    const values = t.floats();
-    if (values.length === 1) return new Float32Array(channels).fill(values[0] as number);
-    const dims = [...new Array<number>(Math.max(0, rank - t.dims.length)).fill(1), ...t.dims];
-    if (dims.length !== rank || values.length !== channels || dims.some((d, i) => (i === 1 ? d !== channels : d !== 1))) return undefined;
-    return Float32Array.from(values);
   };
   const replaced = new Map<ProtoMessage, ProtoMessage>();
   const dropped = new Set<ProtoMessage>();
@@ -169,7 +170,7 @@ export function foldIntoConvs(graph: GraphView): { batchNorms: number; affine: n
         folded.batchNorms++;
       } else if (step.opType === 'Mul') {
         const k = step.inputs.indexOf(y);
-        const c = k >= 0 && step.inputs.length === 2 ? perChannel(floatConst(step.inputs[1 - k]), channels, rank) : undefined;
+        const c = k >= 0 && step.inputs.length === 2 ? channelValues(floatConst(step.inputs[1 - k]), channels, rank) : undefined;
         if (!c) break;
         for (let i = 0; i < channels; i++) {
           scale[i] = (scale[i] as number) * (c[i] as number);
@@ -219,16 +220,7 @@ export function foldIntoNextConvs(graph: GraphView): number {
   const producer = new Map<string, NodeView>();
   for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
   const count = uses(graph);
-  /** One value per channel of a rank-`rank` activation (scalar, or [C] at axis 1 with 1s elsewhere). */
-  const perChannel = (name: string | undefined, channels: number, rank: number): Float32Array | undefined => {
-    const t = name ? constants.get(name) : undefined;
-    if (!t) return undefined;
-    const values = t.floats();
-    if (values.length === 1) return new Float32Array(channels).fill(values[0] as number);
-    const dims = [...new Array<number>(Math.max(0, rank - t.dims.length)).fill(1), ...t.dims];
-    if (dims.length !== rank || values.length !== channels || dims.some((d, i) => (i === 1 ? d !== channels : d !== 1))) return undefined;
-    return Float32Array.from(values);
-  };
+  const perChannel = (name: string | undefined, channels: number, rank: number) => channelValues(name ? constants.get(name) : undefined, channels, rank);
   const replaced = new Map<ProtoMessage, ProtoMessage>();
   const dropped = new Set<ProtoMessage>();
   const added: ProtoMessage[] = [];

@@ -255,19 +255,14 @@ function applyActivation(g: GraphBuilder, node: GraphNode, op: string, x: string
   const at = where(node);
   switch (op) {
     case 'Relu':
-      return activation(g, base, 'relu', x, 2, at);
     case 'Relu6':
-      return activation(g, base, 'relu6', x, 2, at);
     case 'Elu':
-      return activation(g, base, 'elu', x, 2, at);
     case 'Selu':
-      return activation(g, base, 'selu', x, 2, at);
     case 'Sigmoid':
-      return activation(g, base, 'sigmoid', x, 2, at);
     case 'Tanh':
-      return activation(g, base, 'tanh', x, 2, at);
     case 'Softplus':
-      return activation(g, base, 'softplus', x, 2, at);
+      // The Keras activation of the same name, lower-cased.
+      return activation(g, base, op.toLowerCase(), x, 2, at);
     case 'LeakyRelu':
       // TF's default alpha is 0.2 (ONNX's is 0.01): always set it.
       return g.node('LeakyRelu', [x], `${base}/leaky`, [{ name: 'alpha', f: attrFloat(node, node.op === 'LeakyRelu' ? 'alpha' : 'leakyrelu_alpha', 0.2) }]);
